@@ -1,0 +1,10 @@
+//! HTTP plumbing every API shares: the problem-JSON error, the strict JSON extractor and the
+//! middleware stack (request ids, tracing spans, limits, CORS, compression, security headers).
+
+mod error;
+mod json;
+mod middleware;
+
+pub use error::{ApiError, FieldError};
+pub use json::ApiJson;
+pub use middleware::{BODY_LIMIT_BYTES, RequestId, layers, serve};

@@ -1,0 +1,46 @@
+//! Logging and metrics set-up, once per process.
+
+use crate::config::LogFormat;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use tracing_subscriber::EnvFilter;
+
+/// Installs the tracing subscriber; later calls (several services in one test process) are no-ops.
+pub fn init_tracing(filter: &str, format: LogFormat) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+    };
+}
+
+static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process's Prometheus recorder, installed on first use.
+///
+/// A process holds one recorder; when tests run several services in one process they share it.
+pub fn metrics_handle() -> PrometheusHandle {
+    METRICS
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder is already installed; then ours simply stays empty.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Metric names defined by the shared plumbing. Each service documents its own in its
+/// `telemetry` module; `docs/metrics.md` lists them all.
+pub mod names {
+    /// Histogram, seconds: time from handing an event to Kafka to its `acks=all` acknowledgement.
+    pub const KAFKA_PUBLISH_SECONDS: &str = "agora_kafka_publish_seconds";
+    /// Counter: events Kafka did not acknowledge within the delivery timeout.
+    pub const KAFKA_PUBLISH_FAILURES: &str = "agora_kafka_publish_failures_total";
+    /// Counter, label `route`, `status`: HTTP responses served.
+    pub const HTTP_RESPONSES: &str = "agora_http_responses_total";
+    /// Histogram, seconds, label `route`: HTTP request latency.
+    pub const HTTP_SECONDS: &str = "agora_http_request_seconds";
+}
