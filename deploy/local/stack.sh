@@ -790,7 +790,7 @@ cmd_stop() {
 cmd_env() {
 	printf 'AGORA_STACK_DIR=%q\n' "$STACK_DIR"
 	printf 'AGORA_KAFKA_BROKERS=%s\n' "$HOST:$KAFKA_PORT"
-	printf 'AGORA_MONGO_URL=%s\n' "mongodb://$HOST:$MONGO_PORT/"
+	printf 'AGORA_MONGO_URI=%s\n' "mongodb://$HOST:$MONGO_PORT/"
 	printf 'AGORA_REDIS_URL=%s\n' "redis://$HOST:$REDIS_PORT/"
 	printf 'AGORA_TOPIC_PREFIX=%s\n' "$TOPIC_PREFIX"
 }
