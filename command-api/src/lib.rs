@@ -1,0 +1,18 @@
+//! command-api: accepts commands, decides them against the write side, appends events to Kafka.
+//!
+//! - [`config`]: the service's settings.
+//! - `domain`: pure rules: input validation newtypes and the decisions of each aggregate.
+//! - `store`: the write side's durable state in MongoDB: credentials and aggregate heads with
+//!   optimistic concurrency.
+//! - `routes`: the HTTP handlers, one module per resource.
+//! - [`startup`]: `build(config)`, `port()`, `run(shutdown)`.
+
+pub mod config;
+pub mod domain;
+mod routes;
+mod store;
+pub mod startup;
+pub mod telemetry;
+
+pub use config::CommandConfig;
+pub use startup::Application;

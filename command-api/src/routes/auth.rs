@@ -1,0 +1,127 @@
+//! Register and login.
+
+use super::metadata;
+use crate::domain::validation::{DisplayName, Handle, Password};
+use crate::startup::AppState;
+use crate::store::aggregates::key;
+use crate::store::credentials::CredentialError;
+use crate::store::{Credential, Head};
+use agora_platform::http::{ApiError, ApiJson, RequestId};
+use agora_schemas::events::UserRegistered;
+use agora_schemas::{AggregateType, Envelope, UserId};
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
+use axum::Extension;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterBody {
+    handle: String,
+    display_name: String,
+    password: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Registered {
+    user_id: UserId,
+    token: String,
+    consistency_token: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    handle: String,
+    password: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoggedIn {
+    user_id: UserId,
+    token: String,
+}
+
+/// User state the write side keeps: enough to know the user exists.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UserState {
+    pub handle: String,
+}
+
+pub async fn register(
+    State(app): State<AppState>,
+    Extension(request): Extension<RequestId>,
+    ApiJson(body): ApiJson<RegisterBody>,
+) -> Result<(StatusCode, ApiJson<Registered>), ApiError> {
+    let handle = Handle::parse(body.handle).map_err(|e| e.on("handle"))?;
+    let display_name = DisplayName::parse(body.display_name).map_err(|e| e.on("display_name"))?;
+    let password = Password::parse(body.password).map_err(|e| e.on("password"))?;
+    let password_hash = hash_password(password).await?;
+
+    let user_id = UserId::new();
+    let cred = Credential { user_id, password_hash };
+    match app.credentials.insert(handle.as_str(), &cred).await {
+        Ok(()) => {}
+        Err(CredentialError::HandleTaken) => return Err(ApiError::Conflict("handle taken".into())),
+        Err(CredentialError::Mongo(e)) => return Err(ApiError::unavailable("mongodb", e)),
+    }
+
+    let event = UserRegistered {
+        user_id,
+        handle: handle.as_str().to_owned(),
+        display_name: display_name.into_inner(),
+    };
+    let envelope = Envelope::new(event, 1, metadata(user_id, &request));
+    let head = Head { version: 0, state: UserState::default(), position: None };
+    let state = UserState { handle: handle.as_str().to_owned() };
+    let appended = app.aggregates.append(&key(AggregateType::User, user_id), &head, &state, &envelope, &app.producer).await;
+    let position = match appended {
+        Ok(p) => p,
+        Err(e) => {
+            // Not recorded: give the handle back so a retry can have it.
+            if let Err(err) = app.credentials.remove(handle.as_str(), user_id).await {
+                tracing::error!(error = %err, "releasing an unrecorded handle failed");
+            }
+            return Err(super::append_error(e));
+        }
+    };
+    let token = app.jwt.issue(user_id).map_err(ApiError::internal)?;
+    let consistency_token = agora_platform::consistency::ConsistencyToken::from_position(&position).encode();
+    Ok((StatusCode::CREATED, ApiJson(Registered { user_id, token, consistency_token })))
+}
+
+pub async fn login(State(app): State<AppState>, ApiJson(body): ApiJson<LoginBody>) -> Result<ApiJson<LoggedIn>, ApiError> {
+    let mismatch = || ApiError::Unauthorized("unknown handle or wrong password".into());
+    // Shape errors are a mismatch too: login never tells which handles exist.
+    let handle = Handle::parse(body.handle).map_err(|_| mismatch())?;
+    let cred = app.credentials.find(handle.as_str()).await.map_err(|e| ApiError::unavailable("mongodb", e))?;
+    let Some(cred) = cred else {
+        return Err(mismatch());
+    };
+    if !verify_password(body.password, cred.password_hash).await? {
+        return Err(mismatch());
+    }
+    let token = app.jwt.issue(cred.user_id).map_err(ApiError::internal)?;
+    Ok(ApiJson(LoggedIn { user_id: cred.user_id, token }))
+}
+
+async fn hash_password(password: Password) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        Argon2::default().hash_password(password.as_ref().as_bytes()).map(|h| h.to_string())
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)
+}
+
+async fn verify_password(password: String, hash: String) -> Result<bool, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let parsed = PasswordHash::new(&hash).map_err(|e| e.to_string())?;
+        Ok::<bool, String>(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)
+}

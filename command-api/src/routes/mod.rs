@@ -1,0 +1,106 @@
+//! HTTP handlers, one module per resource, and the shared decide-and-append loop.
+
+pub mod auth;
+pub mod follows;
+pub mod posts;
+
+use crate::startup::AppState;
+use crate::store::{AppendError, Head};
+use crate::telemetry as names;
+use agora_platform::consistency::{ConsistencyToken, Position};
+use agora_platform::http::{ApiError, RequestId};
+use agora_schemas::{Envelope, Event, EventId, Metadata, UserId};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+/// The contract's 202 body.
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    pub event_id: Option<EventId>,
+    pub aggregate_id: Uuid,
+    pub version: u64,
+    pub position: Option<Position>,
+    pub consistency_token: String,
+    /// Creation commands add the new id (`post_id`, ...).
+    #[serde(flatten)]
+    pub created: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Accepted {
+    pub fn with(mut self, key: &str, value: impl std::fmt::Display) -> Self {
+        self.created.insert(key.to_owned(), serde_json::Value::String(value.to_string()));
+        self
+    }
+}
+
+fn token_of(position: Option<&Position>) -> String {
+    position.map(ConsistencyToken::from_position).unwrap_or_default().encode()
+}
+
+pub fn metadata(actor: UserId, request: &RequestId) -> Metadata {
+    Metadata { actor_id: Some(actor), correlation_id: request.correlation_id, causation_id: None }
+}
+
+/// How many times a command is decided again after losing a race on its aggregate.
+const MAX_ATTEMPTS: usize = 8;
+
+/// Loads the aggregate, lets `decide` choose an event (or nothing), and appends it with
+/// optimistic concurrency, deciding again on fresh state when another command won the race.
+pub async fn decide_and_append<S, F>(
+    app: &AppState,
+    key: &str,
+    aggregate_id: Uuid,
+    meta: Metadata,
+    mut decide: F,
+) -> Result<Accepted, ApiError>
+where
+    S: Serialize + DeserializeOwned + Default,
+    F: FnMut(&Head<S>) -> Result<Option<(Event, S)>, ApiError>,
+{
+    for _ in 0..MAX_ATTEMPTS {
+        let head: Head<S> = app.aggregates.load(key).await.map_err(append_error)?;
+        let Some((event, new_state)) = decide(&head)? else {
+            metrics::counter!(names::NO_OPS).increment(1);
+            return Ok(Accepted {
+                event_id: None,
+                aggregate_id,
+                version: head.version,
+                position: None,
+                consistency_token: token_of(head.position.as_ref()),
+                created: Default::default(),
+            });
+        };
+        let envelope = Envelope::new(event, head.version + 1, meta.clone());
+        match app.aggregates.append(key, &head, &new_state, &envelope, &app.producer).await {
+            Ok(position) => {
+                metrics::counter!(names::EVENTS_APPENDED, "type" => envelope.event_type()).increment(1);
+                tracing::info!(event_id = %envelope.event_id, event_type = envelope.event_type(), %key, "event appended");
+                return Ok(Accepted {
+                    event_id: Some(envelope.event_id),
+                    aggregate_id,
+                    version: envelope.aggregate_version,
+                    consistency_token: token_of(Some(&position)),
+                    position: Some(position),
+                    created: Default::default(),
+                });
+            }
+            Err(AppendError::Conflict) => {
+                metrics::counter!(names::CONFLICTS, "reason" => "version").increment(1);
+                continue;
+            }
+            Err(e) => return Err(append_error(e)),
+        }
+    }
+    Err(ApiError::Conflict("the target changed too often; retry".into()))
+}
+
+pub fn append_error(e: AppendError) -> ApiError {
+    match e {
+        AppendError::Conflict => ApiError::Conflict("the target changed; retry".into()),
+        AppendError::Busy => ApiError::unavailable("write-store", "an earlier command on this target is unresolved"),
+        AppendError::Publish(e) => ApiError::unavailable("kafka", e),
+        AppendError::Store(e) => ApiError::unavailable("mongodb", e),
+        AppendError::Encode(e) => ApiError::internal(e),
+    }
+}
