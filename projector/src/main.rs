@@ -1,0 +1,18 @@
+use agora_platform::config::Env;
+use agora_projector::{Application, ProjectorConfig};
+use anyhow::Context;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let env = Env::from_process();
+    let config = ProjectorConfig::from_env(&env).context("reading configuration")?;
+    agora_platform::telemetry::init_tracing(&config.common.log_filter, config.common.log_format);
+    for key in env.unknown_agora_keys(agora_projector::config::KNOWN) {
+        tracing::warn!(%key, "unknown AGORA_ variable ignored");
+    }
+    let app = Application::build(config).await.context("starting the projector")?;
+    tracing::info!(port = app.port(), "projector ops endpoints listening");
+    app.run(agora_platform::shutdown::signal()).await.context("running")?;
+    tracing::info!("projector stopped");
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! Metrics the projector emits.
+
+/// Counter, label `type`: events applied to the read models.
+pub const EVENTS_APPLIED: &str = "agora_projector_events_applied_total";
+/// Counter, label `reason`: events sent to the dead-letter topic.
+pub const DEAD_LETTERS: &str = "agora_projector_dead_letters_total";
+/// Counter: read-model writes retried after a MongoDB error.
+pub const APPLY_RETRIES: &str = "agora_projector_apply_retries_total";
+/// Histogram, seconds: from an event's `occurred_at` to its read-model write.
+pub const APPLY_LAG_SECONDS: &str = "agora_projector_apply_lag_seconds";

@@ -1,0 +1,153 @@
+//! The consumer loop: decode, apply to the read models, and only then store the offset.
+//!
+//! Offsets are committed every `COMMIT_EVERY` and on shutdown. An event that cannot be
+//! decoded goes to the dead-letter topic with its reason and processing goes on; a MongoDB
+//! failure is retried with backoff instead, since skipping it would lose the event.
+
+use crate::readmodel::{EventOrigin, ReadModels};
+use crate::telemetry as names;
+use agora_platform::kafka::consumer_config;
+use agora_schemas::Envelope;
+use agora_schemas::aggregate::Topics;
+use rdkafka::Message;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::time::Duration;
+use tokio::sync::watch;
+
+const COMMIT_EVERY: Duration = Duration::from_millis(250);
+
+pub struct Worker {
+    consumer: StreamConsumer,
+    dead_letters: FutureProducer,
+    models: ReadModels,
+    topics: Topics,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("topics", &self.topics).finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    pub fn new(brokers: &str, group_id: &str, topics: Topics, models: ReadModels) -> anyhow::Result<Self> {
+        let consumer: StreamConsumer = consumer_config(brokers, group_id).create()?;
+        let names = topics.event_topics();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        consumer.subscribe(&refs)?;
+        let dead_letters = agora_platform::kafka::producer_config(brokers, Duration::from_secs(30)).create()?;
+        Ok(Self { consumer, dead_letters, models, topics })
+    }
+
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut commit = tokio::time::interval(COMMIT_EVERY);
+        loop {
+            let received = tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|s| *s) => break,
+                _ = commit.tick() => {
+                    self.commit(CommitMode::Async);
+                    continue;
+                }
+                received = self.consumer.recv() => received,
+            };
+            match received {
+                Ok(message) => self.handle(&message, &mut shutdown).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "kafka receive failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        self.commit(CommitMode::Sync);
+        tracing::info!("projector worker stopped; offsets committed");
+    }
+
+    fn commit(&self, mode: CommitMode) {
+        match self.consumer.commit_consumer_state(mode) {
+            Ok(()) => {}
+            Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => tracing::warn!(error = %e, "offset commit failed"),
+        }
+    }
+
+    async fn handle(&self, message: &BorrowedMessage<'_>, shutdown: &mut watch::Receiver<bool>) {
+        let topic = message.topic();
+        let Some(aggregate) = self.topics.aggregate_of(topic) else {
+            self.dead_letter(message, "not an event topic").await;
+            return self.store(message);
+        };
+        let origin = EventOrigin { topic_base: aggregate.topic_base(), partition: message.partition(), offset: message.offset() };
+        let envelope = match Envelope::from_json(message.payload().unwrap_or_default()) {
+            Ok(e) => e,
+            Err(e) => {
+                self.dead_letter(message, &e.to_string()).await;
+                return self.store(message);
+            }
+        };
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.models.apply(&envelope, &origin).await {
+                Ok(()) => break,
+                Err(e) => {
+                    metrics::counter!(names::APPLY_RETRIES).increment(1);
+                    tracing::warn!(error = %e, event_id = %envelope.event_id, "applying an event failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        // Leave without storing the offset: the event is applied after restart.
+                        _ = shutdown.wait_for(|s| *s) => return,
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        metrics::counter!(names::EVENTS_APPLIED, "type" => envelope.event_type()).increment(1);
+        let lag = (chrono::Utc::now() - envelope.occurred_at).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::histogram!(names::APPLY_LAG_SECONDS).record(lag);
+        self.store(message);
+    }
+
+    fn store(&self, message: &BorrowedMessage<'_>) {
+        if let Err(e) = self.consumer.store_offset_from_message(message) {
+            // Lost the partition in a rebalance: its new owner re-reads from the last commit.
+            tracing::debug!(error = %e, "offset not stored");
+        }
+    }
+
+    async fn dead_letter(&self, message: &BorrowedMessage<'_>, reason: &str) {
+        metrics::counter!(names::DEAD_LETTERS, "reason" => "undecodable").increment(1);
+        tracing::error!(topic = message.topic(), partition = message.partition(), offset = message.offset(), %reason, "dead-lettering an event");
+        let partition = message.partition().to_string();
+        let offset = message.offset().to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: "reason", value: Some(reason) })
+            .insert(Header { key: "source_topic", value: Some(message.topic()) })
+            .insert(Header { key: "source_partition", value: Some(partition.as_str()) })
+            .insert(Header { key: "source_offset", value: Some(offset.as_str()) });
+        let dlq = self.topics.deadletter();
+        let record = || {
+            let mut record = FutureRecord::<[u8], [u8]>::to(&dlq).headers(headers.clone());
+            if let Some(key) = message.key() {
+                record = record.key(key);
+            }
+            if let Some(payload) = message.payload() {
+                record = record.payload(payload);
+            }
+            record
+        };
+        // Keep trying: moving on without the dead letter would lose the event silently.
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.dead_letters.send(record(), Duration::from_secs(30)).await {
+                Ok(_) => return,
+                Err((e, _)) => {
+                    tracing::warn!(error = %e, "dead-letter publish failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
