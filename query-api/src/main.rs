@@ -1,0 +1,18 @@
+use agora_query_api::{Application, QueryConfig};
+use agora_platform::config::Env;
+use anyhow::Context;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let env = Env::from_process();
+    let config = QueryConfig::from_env(&env).context("reading configuration")?;
+    agora_platform::telemetry::init_tracing(&config.common.log_filter, config.common.log_format);
+    for key in env.unknown_agora_keys(agora_query_api::config::KNOWN) {
+        tracing::warn!(%key, "unknown AGORA_ variable ignored");
+    }
+    let app = Application::build(config).await.context("starting query-api")?;
+    tracing::info!(port = app.port(), "query-api listening");
+    app.run(agora_platform::shutdown::signal()).await.context("serving")?;
+    tracing::info!("query-api stopped");
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! Users and their posts.
+
+use super::{params, store_error};
+use crate::cursor;
+use crate::startup::AppState;
+use crate::views::{self, Page, Post, Profile};
+use agora_platform::auth::AuthUser;
+use agora_platform::http::{ApiError, ApiJson};
+use agora_schemas::{LikeId, PostId, UserId};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use futures::TryStreamExt;
+use mongodb::bson::{Document, doc};
+use std::collections::HashMap;
+
+async fn user_doc(app: &AppState, user: UserId) -> Result<Document, ApiError> {
+    let d = app.models.users.find_one(doc! {"_id": user.to_string()}).await.map_err(store_error)?;
+    d.filter(views::is_registered).ok_or(ApiError::NotFound)
+}
+
+pub async fn get(
+    State(app): State<AppState>,
+    _me: AuthUser,
+    Path(user_id): Path<String>,
+) -> Result<ApiJson<Profile>, ApiError> {
+    let user: UserId = user_id.parse().map_err(|_| ApiError::NotFound)?;
+    let d = user_doc(&app, user).await?;
+    views::profile(&d).map(ApiJson).ok_or(ApiError::NotFound)
+}
+
+pub async fn by_handle(
+    State(app): State<AppState>,
+    _me: AuthUser,
+    Path(handle): Path<String>,
+) -> Result<ApiJson<Profile>, ApiError> {
+    let h = app.models.handles.find_one(doc! {"_id": &handle}).await.map_err(store_error)?;
+    let user: UserId =
+        h.and_then(|d| d.get_str("user_id").ok().and_then(|s| s.parse().ok())).ok_or(ApiError::NotFound)?;
+    let d = user_doc(&app, user).await?;
+    views::profile(&d).map(ApiJson).ok_or(ApiError::NotFound)
+}
+
+/// Posts by a user, newest first. Post ids are UUIDv7, so `_id` order is creation order and
+/// a cursor is the last id seen.
+pub async fn posts(
+    State(app): State<AppState>,
+    AuthUser(me): AuthUser,
+    Path(user_id): Path<String>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<ApiJson<Page<Post>>, ApiError> {
+    let q = params(query)?;
+    let limit = cursor::limit(q.get("limit").map(String::as_str)).map_err(|m| ApiError::invalid_field("limit", m))?;
+    let user: UserId = user_id.parse().map_err(|_| ApiError::NotFound)?;
+    let author = views::user_ref(&user_doc(&app, user).await?).ok_or(ApiError::NotFound)?;
+    let mut filter = doc! {"author_id": user.to_string(), "deleted": false};
+    if let Some(c) = q.get("cursor") {
+        let after = cursor::decode(c).map_err(|_| ApiError::BadRequest("malformed cursor".into()))?;
+        filter.insert("_id", doc! {"$lt": after});
+    }
+    let docs: Vec<Document> = app
+        .models
+        .posts
+        .find(filter)
+        .sort(doc! {"_id": -1})
+        .limit(limit + 1)
+        .await
+        .map_err(store_error)?
+        .try_collect()
+        .await
+        .map_err(store_error)?;
+    let more = docs.len() as i64 > limit;
+    let mut items = Vec::with_capacity(docs.len());
+    for d in docs.iter().take(limit as usize) {
+        let liked = liked_by(&app, d, me).await?;
+        if let Some(p) = views::post(d, author.clone(), liked) {
+            items.push(p);
+        }
+    }
+    let next_cursor = if more { items.last().map(|p| cursor::encode(&p.post_id)) } else { None };
+    Ok(ApiJson(Page { items, next_cursor }))
+}
+
+async fn liked_by(app: &AppState, post: &Document, me: UserId) -> Result<bool, ApiError> {
+    let Some(post_id) = post.get_str("_id").ok().and_then(|s| s.parse::<PostId>().ok()) else {
+        return Ok(false);
+    };
+    let like = LikeId::of(post_id, me).to_string();
+    let found = app.models.likes.find_one(doc! {"_id": like, "active": true}).await.map_err(store_error)?;
+    Ok(found.is_some())
+}
