@@ -1,16 +1,16 @@
 //! The consumer loop: decode, apply to the read models, and only then store the offset.
 //!
-//! Offsets are committed every `COMMIT_EVERY` and on shutdown. An event that cannot be
+//! The loop itself is `agora_platform::kafka::consumer::run`. An event that cannot be
 //! decoded goes to the dead-letter topic with its reason and processing goes on; a MongoDB
 //! failure is retried with backoff instead, since skipping it would lose the event.
 
 use crate::readmodel::{EventOrigin, ReadModels};
 use crate::telemetry as names;
-use agora_platform::kafka::consumer_config;
+use agora_platform::kafka::consumer::{self, Handled};
 use agora_schemas::Envelope;
 use agora_schemas::aggregate::Topics;
 use rdkafka::Message;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::Duration;
@@ -33,58 +33,31 @@ impl std::fmt::Debug for Worker {
 
 impl Worker {
     pub fn new(brokers: &str, group_id: &str, topics: Topics, models: ReadModels) -> anyhow::Result<Self> {
-        let consumer: StreamConsumer = consumer_config(brokers, group_id).create()?;
-        let names = topics.event_topics();
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        consumer.subscribe(&refs)?;
+        let consumer = consumer::subscribe(brokers, group_id, &topics.event_topics())?;
         let dead_letters = agora_platform::kafka::producer_config(brokers, Duration::from_secs(30)).create()?;
         Ok(Self { consumer, dead_letters, models, topics })
     }
 
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut commit = tokio::time::interval(COMMIT_EVERY);
-        loop {
-            let received = tokio::select! {
-                biased;
-                _ = shutdown.wait_for(|s| *s) => break,
-                _ = commit.tick() => {
-                    self.commit(CommitMode::Async);
-                    continue;
-                }
-                received = self.consumer.recv() => received,
-            };
-            match received {
-                Ok(message) => self.handle(&message, &mut shutdown).await,
-                Err(e) => {
-                    tracing::warn!(error = %e, "kafka receive failed");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
-        self.commit(CommitMode::Sync);
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        consumer::run(&self.consumer, shutdown, COMMIT_EVERY, &self).await;
         tracing::info!("projector worker stopped; offsets committed");
     }
 
-    fn commit(&self, mode: CommitMode) {
-        match self.consumer.commit_consumer_state(mode) {
-            Ok(()) => {}
-            Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => tracing::warn!(error = %e, "offset commit failed"),
-        }
-    }
+}
 
-    async fn handle(&self, message: &BorrowedMessage<'_>, shutdown: &mut watch::Receiver<bool>) {
+impl consumer::Handler for Worker {
+    async fn handle(&self, message: &BorrowedMessage<'_>, mut shutdown: watch::Receiver<bool>) -> Handled {
         let topic = message.topic();
         let Some(aggregate) = self.topics.aggregate_of(topic) else {
             self.dead_letter(message, "not an event topic").await;
-            return self.store(message);
+            return Handled::Done;
         };
         let origin = EventOrigin { topic_base: aggregate.topic_base(), partition: message.partition(), offset: message.offset() };
         let envelope = match Envelope::from_json(message.payload().unwrap_or_default()) {
             Ok(e) => e,
             Err(e) => {
                 self.dead_letter(message, &e.to_string()).await;
-                return self.store(message);
+                return Handled::Done;
             }
         };
         let mut pause = Duration::from_millis(50);
@@ -96,8 +69,7 @@ impl Worker {
                     tracing::warn!(error = %e, event_id = %envelope.event_id, "applying an event failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(pause) => {}
-                        // Leave without storing the offset: the event is applied after restart.
-                        _ = shutdown.wait_for(|s| *s) => return,
+                        _ = shutdown.wait_for(|s| *s) => return Handled::Interrupted,
                     }
                     pause = (pause * 2).min(Duration::from_secs(5));
                 }
@@ -106,16 +78,11 @@ impl Worker {
         metrics::counter!(names::EVENTS_APPLIED, "type" => envelope.event_type()).increment(1);
         let lag = (chrono::Utc::now() - envelope.occurred_at).num_milliseconds().max(0) as f64 / 1000.0;
         metrics::histogram!(names::APPLY_LAG_SECONDS).record(lag);
-        self.store(message);
+        Handled::Done
     }
+}
 
-    fn store(&self, message: &BorrowedMessage<'_>) {
-        if let Err(e) = self.consumer.store_offset_from_message(message) {
-            // Lost the partition in a rebalance: its new owner re-reads from the last commit.
-            tracing::debug!(error = %e, "offset not stored");
-        }
-    }
-
+impl Worker {
     async fn dead_letter(&self, message: &BorrowedMessage<'_>, reason: &str) {
         metrics::counter!(names::DEAD_LETTERS, "reason" => "undecodable").increment(1);
         tracing::error!(topic = message.topic(), partition = message.partition(), offset = message.offset(), %reason, "dead-lettering an event");

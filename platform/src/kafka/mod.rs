@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod consumer;
 pub mod producer;
 
 pub use admin::ensure_topics;

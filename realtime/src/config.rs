@@ -1,0 +1,43 @@
+//! realtime settings.
+
+use agora_platform::config::{CommonConfig, ConfigError, Env};
+use std::time::Duration;
+
+pub const KNOWN: &[&str] = &[
+    "AGORA_REALTIME_GROUP",
+    "AGORA_MAX_CONNECTIONS_PER_USER",
+    "AGORA_CONNECTION_QUEUE",
+    "AGORA_STREAM_RETENTION_SECS",
+    "AGORA_HEARTBEAT_SECS",
+];
+
+#[derive(Debug, Clone)]
+pub struct RealtimeConfig {
+    pub common: CommonConfig,
+    /// `AGORA_REALTIME_ADDR`, default `127.0.0.1:8083`.
+    pub addr: String,
+    /// `AGORA_REALTIME_GROUP`, default `agora-realtime-router`.
+    pub group_id: String,
+    /// `AGORA_MAX_CONNECTIONS_PER_USER`, default 5.
+    pub max_connections_per_user: usize,
+    /// `AGORA_CONNECTION_QUEUE`, default 256 frames: a socket further behind is closed (1013).
+    pub connection_queue: usize,
+    /// `AGORA_STREAM_RETENTION_SECS`, default 86400: how long a user's frames stay resumable.
+    pub stream_retention: Duration,
+    /// `AGORA_HEARTBEAT_SECS`, default 20: WebSocket ping interval.
+    pub heartbeat: Duration,
+}
+
+impl RealtimeConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            common: CommonConfig::from_env(env)?,
+            addr: env.string("AGORA_REALTIME_ADDR", "127.0.0.1:8083"),
+            group_id: env.string("AGORA_REALTIME_GROUP", "agora-realtime-router"),
+            max_connections_per_user: env.parse("AGORA_MAX_CONNECTIONS_PER_USER", 5)?,
+            connection_queue: env.parse("AGORA_CONNECTION_QUEUE", 256)?,
+            stream_retention: Duration::from_secs(env.parse("AGORA_STREAM_RETENTION_SECS", 86_400)?),
+            heartbeat: Duration::from_secs(env.parse("AGORA_HEARTBEAT_SECS", 20)?),
+        })
+    }
+}

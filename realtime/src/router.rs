@@ -1,0 +1,196 @@
+//! The router: from the event log to each recipient's Redis stream and channel.
+//!
+//! All realtime processes share one consumer group, so each event is routed once. For each
+//! recipient a Lua script, atomically: skips the (event, recipient) pair if already delivered
+//! (a redelivered event is not pushed twice), appends the frame to the user's stream (trimmed
+//! to the retention window, for resume) and publishes it on the user's channel.
+
+use crate::frames::Delivery;
+use crate::telemetry as names;
+use agora_platform::kafka::consumer::{self, Handled};
+use agora_schemas::Envelope;
+use agora_schemas::events::{Event, PostCreated};
+use futures::TryStreamExt;
+use mongodb::Database;
+use mongodb::bson::{Document, doc};
+use rdkafka::Message;
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::message::BorrowedMessage;
+use redis::aio::ConnectionManager;
+use serde_json::value::RawValue;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Redis key and channel names under one prefix.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self { prefix: prefix.into() }
+    }
+    pub fn user_stream(&self, user: &str) -> String {
+        format!("{}:rt:stream:{user}", self.prefix)
+    }
+    pub fn user_channel(&self, user: &str) -> String {
+        format!("{}:rt:user:{user}", self.prefix)
+    }
+    pub fn game_channel(&self, game: &str) -> String {
+        format!("{}:rt:game:{game}", self.prefix)
+    }
+    fn delivered(&self, event: &str, user: &str) -> String {
+        format!("{}:rt:delivered:{event}:{user}", self.prefix)
+    }
+    /// The stream epoch: replaced when Redis lost its data, so old positions are recognised.
+    pub fn epoch(&self) -> String {
+        format!("{}:rt:epoch", self.prefix)
+    }
+}
+
+const DELIVER: &str = r"
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
+  local id = redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[3], '*', 'd', ARGV[1])
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+  redis.call('PUBLISH', KEYS[3], id .. '|' .. ARGV[1])
+  return id
+end
+return false
+";
+
+pub struct Router {
+    consumer: StreamConsumer,
+    redis: ConnectionManager,
+    db: Database,
+    keys: Keys,
+    retention: Duration,
+    script: redis::Script,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router").field("keys", &self.keys).finish_non_exhaustive()
+    }
+}
+
+impl Router {
+    pub fn new(
+        consumer: StreamConsumer,
+        redis: ConnectionManager,
+        db: Database,
+        keys: Keys,
+        retention: Duration,
+    ) -> Self {
+        Self { consumer, redis, db, keys, retention, script: redis::Script::new(DELIVER) }
+    }
+
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        consumer::run(&self.consumer, shutdown, Duration::from_millis(250), &self).await;
+        tracing::info!("realtime router stopped; offsets committed");
+    }
+
+    /// Followers of `author`, from the projector's follow edges.
+    async fn followers(&self, author: &str) -> Result<Vec<String>, mongodb::error::Error> {
+        let docs: Vec<Document> = self
+            .db
+            .collection::<Document>("follows")
+            .find(doc! {"followee_id": author, "active": true})
+            .projection(doc! {"follower_id": 1})
+            .await?
+            .try_collect()
+            .await?;
+        Ok(docs.iter().filter_map(|d| d.get_str("follower_id").ok().map(str::to_owned)).collect())
+    }
+
+    async fn author(&self, author: &str) -> Result<Option<serde_json::Value>, mongodb::error::Error> {
+        let d = self.db.collection::<Document>("users").find_one(doc! {"_id": author}).await?;
+        Ok(d.and_then(|d| {
+            Some(serde_json::json!({
+                "user_id": author,
+                "handle": d.get_str("handle").ok()?,
+                "display_name": d.get_str("display_name").unwrap_or_default(),
+            }))
+        }))
+    }
+
+    /// The frames one event causes: (recipient, event_type, data).
+    async fn frames_for(&self, envelope: &Envelope) -> Result<Vec<(String, &'static str, serde_json::Value)>, String> {
+        match &envelope.payload {
+            Event::PostCreated(PostCreated { post_id, author_id, text }) => {
+                let author_id = author_id.to_string();
+                let author = self.author(&author_id).await.map_err(|e| e.to_string())?.ok_or("author not projected yet")?;
+                let post = serde_json::json!({
+                    "post_id": post_id.to_string(),
+                    "author": author,
+                    "text": text,
+                    "created_at": envelope.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    "like_count": 0,
+                    "comment_count": 0,
+                    "liked_by_me": false,
+                });
+                let followers = self.followers(&author_id).await.map_err(|e| e.to_string())?;
+                Ok(followers.into_iter().map(|f| (f, "feed.post", post.clone())).collect())
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    async fn deliver(&self, envelope: &Envelope, recipient: &str, event_type: &str, data: serde_json::Value) -> Result<(), String> {
+        let data = RawValue::from_string(data.to_string()).map_err(|e| e.to_string())?;
+        let delivery = Delivery {
+            event_id: envelope.event_id.to_string(),
+            event_type: event_type.to_owned(),
+            occurred_ms: envelope.occurred_at.timestamp_millis(),
+            data,
+        };
+        let json = serde_json::to_string(&delivery).map_err(|e| e.to_string())?;
+        let min_id = (chrono::Utc::now().timestamp_millis() - self.retention.as_millis() as i64).max(0);
+        let mut conn = self.redis.clone();
+        let delivered: Option<String> = self
+            .script
+            .key(self.keys.delivered(&delivery.event_id, recipient))
+            .key(self.keys.user_stream(recipient))
+            .key(self.keys.user_channel(recipient))
+            .arg(json)
+            .arg(self.retention.as_secs().max(1))
+            .arg(min_id)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        if delivered.is_some() {
+            metrics::counter!(names::FRAMES_ROUTED, "event_type" => event_type.to_owned()).increment(1);
+        }
+        Ok(())
+    }
+}
+
+impl consumer::Handler for Router {
+    async fn handle(&self, message: &BorrowedMessage<'_>, mut shutdown: watch::Receiver<bool>) -> Handled {
+        let envelope = match Envelope::from_json(message.payload().unwrap_or_default()) {
+            Ok(e) => e,
+            // The projector dead-letters what cannot be decoded; nothing to push here.
+            Err(_) => return Handled::Done,
+        };
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let attempt = async {
+                for (recipient, event_type, data) in self.frames_for(&envelope).await? {
+                    self.deliver(&envelope, &recipient, event_type, data).await?;
+                }
+                Ok::<(), String>(())
+            };
+            match attempt.await {
+                Ok(()) => return Handled::Done,
+                Err(e) => {
+                    tracing::warn!(error = %e, event_id = %envelope.event_id, "routing an event failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.wait_for(|s| *s) => return Handled::Interrupted,
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Wiring: the router, the hub, the WebSocket endpoint and the ops endpoints.
+
+use crate::config::RealtimeConfig;
+use crate::connection::{self, Session};
+use crate::hub::Hub;
+use crate::router::{Keys, Router};
+use crate::telemetry as names;
+use agora_platform::auth::{JwtKeys, bearer};
+use agora_platform::http::ApiError;
+use agora_platform::kafka::consumer;
+use agora_platform::{health, http, kafka, mongo, redis as redis_client, telemetry};
+use anyhow::Context;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router as HttpRouter;
+use redis::aio::ConnectionManager;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+#[derive(Clone, Debug)]
+struct AppState {
+    jwt: JwtKeys,
+    hub: Hub,
+    redis: ConnectionManager,
+    keys: Keys,
+    config: Arc<RealtimeConfig>,
+    shutdown: watch::Receiver<bool>,
+}
+
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    router: HttpRouter,
+    event_router: Router,
+    stop: watch::Sender<bool>,
+    shutdown_timeout: Duration,
+}
+
+impl Application {
+    pub async fn build(config: RealtimeConfig) -> anyhow::Result<Self> {
+        let common = &config.common;
+        let db = mongo::connect(common, &common.mongo_db).await.context("configuring mongodb")?;
+        let redis = redis_client::connect(&common.redis_url, common.ready_timeout).context("configuring redis")?;
+        let keys = Keys::new(common.redis_prefix.clone());
+        let consumer = consumer::subscribe(&common.kafka_brokers, &config.group_id, &common.topics().event_topics())
+            .context("creating the kafka consumer")?;
+        let event_router = Router::new(consumer, redis.clone(), db.clone(), keys.clone(), config.stream_retention);
+        let (stop, stop_rx) = watch::channel(false);
+        let probes = vec![
+            kafka::probe(&common.kafka_brokers, common.ready_timeout).context("creating the kafka probe")?,
+            mongo::probe(db),
+            redis_client::probe(redis.clone()),
+        ];
+        let state = AppState {
+            jwt: JwtKeys::new(&common.jwt_secret, common.token_ttl).context("JWT secret")?,
+            hub: Hub::start(common.redis_url.clone()),
+            redis,
+            keys,
+            config: Arc::new(config.clone()),
+            shutdown: stop_rx,
+        };
+        let api = HttpRouter::new().route("/v1/stream", get(stream)).with_state(state);
+        let router = http::layers(
+            api.merge(health::router(probes, common.ready_timeout, telemetry::metrics_handle())),
+            &common.cors_origins,
+        );
+        let listener = TcpListener::bind(&config.addr).await.with_context(|| format!("binding {}", config.addr))?;
+        Ok(Self { listener, router, event_router, stop, shutdown_timeout: common.shutdown_timeout })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Serves until `shutdown`; then every socket is closed with 1012 and the router commits.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let stop_rx = self.stop.subscribe();
+        let event_router = tokio::spawn(self.event_router.run(stop_rx.clone()));
+        let mut http_stop = stop_rx;
+        let http = tokio::spawn(http::serve(
+            self.listener,
+            self.router,
+            async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            },
+            self.shutdown_timeout,
+        ));
+        shutdown.await;
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(self.shutdown_timeout, event_router).await;
+        http.await.context("http task")?.context("http server")?;
+        Ok(())
+    }
+}
+
+async fn stream(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let token = q
+        .get("token")
+        .map(String::as_str)
+        .or_else(|| headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer));
+    let Some(user) = token.and_then(|t| app.jwt.verify(t).ok()) else {
+        metrics::counter!(names::UPGRADES_REFUSED, "reason" => "unauthorized").increment(1);
+        return ApiError::Unauthorized("missing or invalid token".into()).into_response();
+    };
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(e) => return ApiError::BadRequest(e.body_text()).into_response(),
+    };
+    let user = user.to_string();
+    let member = match app.hub.join(
+        &user,
+        app.keys.user_channel(&user),
+        app.config.connection_queue,
+        app.config.max_connections_per_user,
+    ) {
+        Ok(m) => m,
+        Err(_) => {
+            metrics::counter!(names::UPGRADES_REFUSED, "reason" => "too_many").increment(1);
+            return ApiError::RateLimited { retry_after_secs: 5 }.into_response();
+        }
+    };
+    let (epoch, last) = match stream_head(&app, &user).await {
+        Ok(v) => v,
+        Err(e) => return ApiError::unavailable("redis", e).into_response(),
+    };
+    let session = Session {
+        connection_id: uuid::Uuid::now_v7().to_string(),
+        stream_pos: connection::stream_pos(&epoch, &last),
+        epoch,
+        keys: app.keys.clone(),
+        heartbeat: app.config.heartbeat,
+    };
+    let shutdown = app.shutdown.clone();
+    upgrade.on_upgrade(move |socket| async move {
+        metrics::gauge!(names::CONNECTIONS_OPEN).increment(1.0);
+        connection::serve(socket, member, session, shutdown).await;
+        metrics::gauge!(names::CONNECTIONS_OPEN).decrement(1.0);
+    })
+}
+
+/// The stream epoch (created on first use) and the id of the user's latest frame.
+async fn stream_head(app: &AppState, user: &str) -> Result<(String, String), redis::RedisError> {
+    let mut conn = app.redis.clone();
+    let fresh = uuid::Uuid::now_v7().simple().to_string();
+    let (epoch, last): (String, redis::streams::StreamRangeReply) = redis::pipe()
+        .cmd("SET")
+        .arg(app.keys.epoch())
+        .arg(&fresh[..12])
+        .arg("NX")
+        .ignore()
+        .cmd("GET")
+        .arg(app.keys.epoch())
+        .cmd("XREVRANGE")
+        .arg(app.keys.user_stream(user))
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut conn)
+        .await?;
+    let last = last.ids.first().map(|e| e.id.clone()).unwrap_or_else(|| "0-0".to_owned());
+    Ok((epoch, last))
+}
