@@ -92,7 +92,11 @@ impl TestApp {
             ("AGORA_SHUTDOWN_TIMEOUT_MS", "3000".to_owned()),
             ("AGORA_LOG", std::env::var("AGORA_TEST_LOG").unwrap_or_else(|_| "warn".to_owned())),
         ]);
-        agora_platform::telemetry::init_tracing(&env.string("AGORA_LOG", "warn"), agora_platform::config::LogFormat::Human);
+        // Logs go through the test harness, so they show only for a failing test.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(env.string("AGORA_LOG", "warn")))
+            .with_test_writer()
+            .try_init();
         let common = agora_platform::config::CommonConfig::from_env(&env).unwrap();
         agora_platform::kafka::ensure_topics(&stack.kafka, &common.topics().all(), common.topic_partitions)
             .await
