@@ -10,8 +10,8 @@
 pub mod config;
 pub mod domain;
 mod routes;
-mod store;
 pub mod startup;
+mod store;
 pub mod telemetry;
 
 pub use config::CommandConfig;

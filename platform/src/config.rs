@@ -31,7 +31,12 @@ impl Env {
         K: Into<String>,
         V: Into<String>,
     {
-        Self(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        Self(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
 
     pub fn set(&mut self, key: impl Into<String>, value: impl Into<String>) {
@@ -39,7 +44,10 @@ impl Env {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     pub fn string(&self, key: &str, default: &str) -> String {
@@ -172,7 +180,12 @@ impl CommonConfig {
             shutdown_timeout: env.millis("AGORA_SHUTDOWN_TIMEOUT_MS", 10_000)?,
             cors_origins: env
                 .get("AGORA_CORS_ORIGINS")
-                .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
                 .unwrap_or_default(),
         })
     }
@@ -200,13 +213,23 @@ mod tests {
     #[test]
     fn a_bad_value_names_its_variable() {
         let env = Env::from_pairs([("AGORA_READY_TIMEOUT_MS", "soon")]);
-        let err = CommonConfig::from_env(&env).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = CommonConfig::from_env(&env)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.starts_with("AGORA_READY_TIMEOUT_MS=\"soon\""), "{err}");
     }
 
     #[test]
     fn unknown_agora_variables_are_reported() {
-        let env = Env::from_pairs([("AGORA_KAFKA_BROKER", "x"), ("AGORA_MONGO_URI", "y"), ("HOME", "/")]);
-        assert_eq!(env.unknown_agora_keys(&[]), vec!["AGORA_KAFKA_BROKER".to_owned()]);
+        let env = Env::from_pairs([
+            ("AGORA_KAFKA_BROKER", "x"),
+            ("AGORA_MONGO_URI", "y"),
+            ("HOME", "/"),
+        ]);
+        assert_eq!(
+            env.unknown_agora_keys(&[]),
+            vec!["AGORA_KAFKA_BROKER".to_owned()]
+        );
     }
 }

@@ -12,7 +12,7 @@ pub fn connect(url: &str, timeout: Duration) -> Result<ConnectionManager, redis:
         .set_response_timeout(Some(timeout))
         .set_number_of_retries(1)
         .set_max_delay(Duration::from_secs(1));
-    Ok(ConnectionManager::new_lazy_with_config(client, config)?)
+    ConnectionManager::new_lazy_with_config(client, config)
 }
 
 /// A readiness probe: a `PING` round trip on every call.
@@ -20,7 +20,11 @@ pub fn probe(conn: ConnectionManager) -> Probe {
     Probe::new("redis", move || {
         let mut conn = conn.clone();
         async move {
-            redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ()).map_err(|e| e.to_string())
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         }
     })
 }

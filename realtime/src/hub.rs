@@ -85,7 +85,10 @@ impl Hub {
     /// Starts the pub/sub loop for `redis_url`.
     pub fn start(redis_url: String) -> Self {
         let (commands, rx) = mpsc::unbounded_channel();
-        let hub = Self { registry: Arc::default(), commands };
+        let hub = Self {
+            registry: Arc::default(),
+            commands,
+        };
         tokio::spawn(pubsub_loop(redis_url, hub.registry.clone(), rx));
         hub
     }
@@ -110,7 +113,14 @@ impl Hub {
             reg.next_id += 1;
             reg.next_id
         };
-        let m = Membership { hub: self.clone(), id, user: user.to_owned(), rx, overflow, tx };
+        let m = Membership {
+            hub: self.clone(),
+            id,
+            user: user.to_owned(),
+            rx,
+            overflow,
+            tx,
+        };
         m.subscribe(&user_channel);
         Ok(m)
     }
@@ -118,7 +128,11 @@ impl Hub {
 
 impl Membership {
     pub fn subscribe(&self, channel: &str) {
-        let sub = Subscriber { id: self.id, tx: self.tx.clone(), overflow: self.overflow.clone() };
+        let sub = Subscriber {
+            id: self.id,
+            tx: self.tx.clone(),
+            overflow: self.overflow.clone(),
+        };
         let first = {
             let mut reg = self.hub.registry.lock().unwrap_or_else(|p| p.into_inner());
             let subs = reg.channels.entry(channel.to_owned()).or_default();
@@ -129,14 +143,19 @@ impl Membership {
             subs.len() == 1
         };
         if first {
-            let _ = self.hub.commands.send(Command::Subscribe(channel.to_owned()));
+            let _ = self
+                .hub
+                .commands
+                .send(Command::Subscribe(channel.to_owned()));
         }
     }
 
     pub fn unsubscribe(&self, channel: &str) {
         let last = {
             let mut reg = self.hub.registry.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(subs) = reg.channels.get_mut(channel) else { return };
+            let Some(subs) = reg.channels.get_mut(channel) else {
+                return;
+            };
             subs.retain(|s| s.id != self.id);
             let empty = subs.is_empty();
             if empty {
@@ -145,7 +164,10 @@ impl Membership {
             empty
         };
         if last {
-            let _ = self.hub.commands.send(Command::Unsubscribe(channel.to_owned()));
+            let _ = self
+                .hub
+                .commands
+                .send(Command::Unsubscribe(channel.to_owned()));
         }
     }
 }
@@ -182,7 +204,10 @@ fn dispatch(registry: &Mutex<Registry>, channel: String, payload: Arc<str>) {
         reg.channels.get(&channel).cloned().unwrap_or_default()
     };
     for s in subs {
-        let item = Published { channel: channel.clone(), payload: payload.clone() };
+        let item = Published {
+            channel: channel.clone(),
+            payload: payload.clone(),
+        };
         if let Err(mpsc::error::TrySendError::Full(_)) = s.tx.try_send(item) {
             metrics::counter!(names::SLOW_CLIENTS_CLOSED).increment(1);
             s.overflow.raise();
@@ -190,7 +215,11 @@ fn dispatch(registry: &Mutex<Registry>, channel: String, payload: Arc<str>) {
     }
 }
 
-async fn pubsub_loop(redis_url: String, registry: Arc<Mutex<Registry>>, mut commands: mpsc::UnboundedReceiver<Command>) {
+async fn pubsub_loop(
+    redis_url: String,
+    registry: Arc<Mutex<Registry>>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
     let mut pause = Duration::from_millis(100);
     loop {
         match run_pubsub(&redis_url, &registry, &mut commands).await {

@@ -1,5 +1,5 @@
-use agora_realtime::{Application, RealtimeConfig};
 use agora_platform::config::Env;
+use agora_realtime::{Application, RealtimeConfig};
 use anyhow::Context;
 
 #[tokio::main]
@@ -10,9 +10,13 @@ async fn main() -> anyhow::Result<()> {
     for key in env.unknown_agora_keys(agora_realtime::config::KNOWN) {
         tracing::warn!(%key, "unknown AGORA_ variable ignored");
     }
-    let app = Application::build(config).await.context("starting realtime")?;
+    let app = Application::build(config)
+        .await
+        .context("starting realtime")?;
     tracing::info!(port = app.port(), "realtime listening");
-    app.run(agora_platform::shutdown::signal()).await.context("serving")?;
+    app.run(agora_platform::shutdown::signal())
+        .await
+        .context("serving")?;
     tracing::info!("realtime stopped");
     Ok(())
 }

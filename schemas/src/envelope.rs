@@ -68,7 +68,11 @@ pub enum DecodeError {
         source: serde_json::Error,
     },
     #[error("{event_type}: envelope says {stated}, payload says {derived}")]
-    Inconsistent { event_type: String, stated: String, derived: String },
+    Inconsistent {
+        event_type: String,
+        stated: String,
+        derived: String,
+    },
 }
 
 impl Envelope {
@@ -129,8 +133,17 @@ impl RawEnvelope {
 
     /// The payload upcast to `target` and decoded as `T`: how a reader that knows a newer
     /// shape than the stored one reads it.
-    pub fn payload_as<T: DeserializeOwned>(&self, upcasters: &Upcasters, target: u16) -> Result<T, DecodeError> {
-        let payload = upcasters.upcast(&self.event_type, self.schema_version, self.payload.clone(), target)?;
+    pub fn payload_as<T: DeserializeOwned>(
+        &self,
+        upcasters: &Upcasters,
+        target: u16,
+    ) -> Result<T, DecodeError> {
+        let payload = upcasters.upcast(
+            &self.event_type,
+            self.schema_version,
+            self.payload.clone(),
+            target,
+        )?;
         serde_json::from_value(payload).map_err(|source| DecodeError::Payload {
             event_type: self.event_type.clone(),
             version: target,
@@ -140,12 +153,17 @@ impl RawEnvelope {
 
     /// Decodes into the current [`Event`], checking the envelope agrees with its payload.
     pub fn decode(self, upcasters: &Upcasters) -> Result<Envelope, DecodeError> {
-        let current =
-            Event::current_version(&self.event_type).ok_or_else(|| DecodeError::UnknownType(self.event_type.clone()))?;
-        let payload = upcasters.upcast(&self.event_type, self.schema_version, self.payload, current)?;
+        let current = Event::current_version(&self.event_type)
+            .ok_or_else(|| DecodeError::UnknownType(self.event_type.clone()))?;
+        let payload =
+            upcasters.upcast(&self.event_type, self.schema_version, self.payload, current)?;
         let event = Event::from_current_payload(&self.event_type, payload)
             .ok_or_else(|| DecodeError::UnknownType(self.event_type.clone()))?
-            .map_err(|source| DecodeError::Payload { event_type: self.event_type.clone(), version: current, source })?;
+            .map_err(|source| DecodeError::Payload {
+                event_type: self.event_type.clone(),
+                version: current,
+                source,
+            })?;
         let derived = (event.aggregate_type(), event.aggregate_id());
         if derived != (self.aggregate_type, self.aggregate_id) {
             return Err(DecodeError::Inconsistent {

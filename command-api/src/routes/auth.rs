@@ -61,7 +61,10 @@ pub async fn register(
     let password_hash = hash_password(password).await?;
 
     let user_id = UserId::new();
-    let cred = Credential { user_id, password_hash };
+    let cred = Credential {
+        user_id,
+        password_hash,
+    };
     match app.credentials.insert(handle.as_str(), &cred).await {
         Ok(()) => {}
         Err(CredentialError::HandleTaken) => return Err(ApiError::Conflict("handle taken".into())),
@@ -74,9 +77,24 @@ pub async fn register(
         display_name: display_name.into_inner(),
     };
     let envelope = Envelope::new(event, 1, metadata(user_id, &request));
-    let head = Head { version: 0, state: UserState::default(), position: None };
-    let state = UserState { handle: handle.as_str().to_owned() };
-    let appended = app.aggregates.append(&key(AggregateType::User, user_id), &head, &state, &envelope, &app.producer).await;
+    let head = Head {
+        version: 0,
+        state: UserState::default(),
+        position: None,
+    };
+    let state = UserState {
+        handle: handle.as_str().to_owned(),
+    };
+    let appended = app
+        .aggregates
+        .append(
+            &key(AggregateType::User, user_id),
+            &head,
+            &state,
+            &envelope,
+            &app.producer,
+        )
+        .await;
     let position = match appended {
         Ok(p) => p,
         Err(e) => {
@@ -88,15 +106,30 @@ pub async fn register(
         }
     };
     let token = app.jwt.issue(user_id).map_err(ApiError::internal)?;
-    let consistency_token = agora_platform::consistency::ConsistencyToken::from_position(&position).encode();
-    Ok((StatusCode::CREATED, ApiJson(Registered { user_id, token, consistency_token })))
+    let consistency_token =
+        agora_platform::consistency::ConsistencyToken::from_position(&position).encode();
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(Registered {
+            user_id,
+            token,
+            consistency_token,
+        }),
+    ))
 }
 
-pub async fn login(State(app): State<AppState>, ApiJson(body): ApiJson<LoginBody>) -> Result<ApiJson<LoggedIn>, ApiError> {
+pub async fn login(
+    State(app): State<AppState>,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<ApiJson<LoggedIn>, ApiError> {
     let mismatch = || ApiError::Unauthorized("unknown handle or wrong password".into());
     // Shape errors are a mismatch too: login never tells which handles exist.
     let handle = Handle::parse(body.handle).map_err(|_| mismatch())?;
-    let cred = app.credentials.find(handle.as_str()).await.map_err(|e| ApiError::unavailable("mongodb", e))?;
+    let cred = app
+        .credentials
+        .find(handle.as_str())
+        .await
+        .map_err(|e| ApiError::unavailable("mongodb", e))?;
     let Some(cred) = cred else {
         return Err(mismatch());
     };
@@ -104,12 +137,17 @@ pub async fn login(State(app): State<AppState>, ApiJson(body): ApiJson<LoginBody
         return Err(mismatch());
     }
     let token = app.jwt.issue(cred.user_id).map_err(ApiError::internal)?;
-    Ok(ApiJson(LoggedIn { user_id: cred.user_id, token }))
+    Ok(ApiJson(LoggedIn {
+        user_id: cred.user_id,
+        token,
+    }))
 }
 
 async fn hash_password(password: Password) -> Result<String, ApiError> {
     tokio::task::spawn_blocking(move || {
-        Argon2::default().hash_password(password.as_ref().as_bytes()).map(|h| h.to_string())
+        Argon2::default()
+            .hash_password(password.as_ref().as_bytes())
+            .map(|h| h.to_string())
     })
     .await
     .map_err(ApiError::internal)?
@@ -119,7 +157,11 @@ async fn hash_password(password: Password) -> Result<String, ApiError> {
 async fn verify_password(password: String, hash: String) -> Result<bool, ApiError> {
     tokio::task::spawn_blocking(move || {
         let parsed = PasswordHash::new(&hash).map_err(|e| e.to_string())?;
-        Ok::<bool, String>(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        Ok::<bool, String>(
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok(),
+        )
     })
     .await
     .map_err(ApiError::internal)?

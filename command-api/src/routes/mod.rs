@@ -29,17 +29,25 @@ pub struct Accepted {
 
 impl Accepted {
     pub fn with(mut self, key: &str, value: impl std::fmt::Display) -> Self {
-        self.created.insert(key.to_owned(), serde_json::Value::String(value.to_string()));
+        self.created
+            .insert(key.to_owned(), serde_json::Value::String(value.to_string()));
         self
     }
 }
 
 fn token_of(position: Option<&Position>) -> String {
-    position.map(ConsistencyToken::from_position).unwrap_or_default().encode()
+    position
+        .map(ConsistencyToken::from_position)
+        .unwrap_or_default()
+        .encode()
 }
 
 pub fn metadata(actor: UserId, request: &RequestId) -> Metadata {
-    Metadata { actor_id: Some(actor), correlation_id: request.correlation_id, causation_id: None }
+    Metadata {
+        actor_id: Some(actor),
+        correlation_id: request.correlation_id,
+        causation_id: None,
+    }
 }
 
 /// How many times a command is decided again after losing a race on its aggregate.
@@ -72,9 +80,14 @@ where
             });
         };
         let envelope = Envelope::new(event, head.version + 1, meta.clone());
-        match app.aggregates.append(key, &head, &new_state, &envelope, &app.producer).await {
+        match app
+            .aggregates
+            .append(key, &head, &new_state, &envelope, &app.producer)
+            .await
+        {
             Ok(position) => {
-                metrics::counter!(names::EVENTS_APPENDED, "type" => envelope.event_type()).increment(1);
+                metrics::counter!(names::EVENTS_APPENDED, "type" => envelope.event_type())
+                    .increment(1);
                 tracing::info!(event_id = %envelope.event_id, event_type = envelope.event_type(), %key, "event appended");
                 return Ok(Accepted {
                     event_id: Some(envelope.event_id),
@@ -92,13 +105,18 @@ where
             Err(e) => return Err(append_error(e)),
         }
     }
-    Err(ApiError::Conflict("the target changed too often; retry".into()))
+    Err(ApiError::Conflict(
+        "the target changed too often; retry".into(),
+    ))
 }
 
 pub fn append_error(e: AppendError) -> ApiError {
     match e {
         AppendError::Conflict => ApiError::Conflict("the target changed; retry".into()),
-        AppendError::Busy => ApiError::unavailable("write-store", "an earlier command on this target is unresolved"),
+        AppendError::Busy => ApiError::unavailable(
+            "write-store",
+            "an earlier command on this target is unresolved",
+        ),
         AppendError::Publish(e) => ApiError::unavailable("kafka", e),
         AppendError::Store(e) => ApiError::unavailable("mongodb", e),
         AppendError::Encode(e) => ApiError::internal(e),

@@ -43,10 +43,23 @@ pub async fn create(
             if head.version > 0 {
                 return Err(ApiError::Conflict("post id already used".into()));
             }
-            let event = PostCreated { post_id, author_id: me, text: text.as_ref().to_owned() };
-            Ok(Some((event.into(), PostState { author_id: Some(me), deleted: false })))
+            let event = PostCreated {
+                post_id,
+                author_id: me,
+                text: text.as_ref().to_owned(),
+            };
+            Ok(Some((
+                event.into(),
+                PostState {
+                    author_id: Some(me),
+                    deleted: false,
+                },
+            )))
         },
     )
     .await?;
-    Ok((StatusCode::ACCEPTED, ApiJson(accepted.with("post_id", post_id))))
+    Ok((
+        StatusCode::ACCEPTED,
+        ApiJson(accepted.with("post_id", post_id)),
+    ))
 }

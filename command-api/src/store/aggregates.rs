@@ -53,16 +53,26 @@ pub fn key(aggregate_type: agora_schemas::AggregateType, id: impl std::fmt::Disp
 
 impl AggregateStore {
     pub fn new(db: &Database, busy_wait: Duration) -> Self {
-        Self { coll: db.collection("aggregates"), busy_wait }
+        Self {
+            coll: db.collection("aggregates"),
+            busy_wait,
+        }
     }
 
     /// The head as it is now; version 0 and default state if the aggregate has no event yet.
-    pub async fn load<S: DeserializeOwned + Default>(&self, key: &str) -> Result<Head<S>, AppendError> {
+    pub async fn load<S: DeserializeOwned + Default>(
+        &self,
+        key: &str,
+    ) -> Result<Head<S>, AppendError> {
         let started = Instant::now();
         let mut pause = Duration::from_millis(5);
         loop {
             let Some(d) = self.coll.find_one(doc! {"_id": key}).await? else {
-                return Ok(Head { version: 0, state: S::default(), position: None });
+                return Ok(Head {
+                    version: 0,
+                    state: S::default(),
+                    position: None,
+                });
             };
             if d.get_str("pending").unwrap_or_default().is_empty() {
                 return Ok(head_from(&d));
@@ -112,12 +122,20 @@ impl AggregateStore {
         match producer.publish(envelope).await {
             Ok(position) => {
                 let pos = doc! {"topic": &position.topic, "partition": position.partition, "offset": position.offset};
-                self.settle(doc! {"_id": key, "pending": &pending}, doc! {"$set": {"pending": "", "pos": pos}}).await;
+                self.settle(
+                    doc! {"_id": key, "pending": &pending},
+                    doc! {"$set": {"pending": "", "pos": pos}},
+                )
+                .await;
                 Ok(position)
             }
             Err(e) => {
                 if head.version == 0 {
-                    if let Err(err) = self.coll.delete_one(doc! {"_id": key, "pending": &pending}).await {
+                    if let Err(err) = self
+                        .coll
+                        .delete_one(doc! {"_id": key, "pending": &pending})
+                        .await
+                    {
                         tracing::error!(%key, error = %err, "rolling back a reservation failed");
                     }
                 } else {
@@ -162,5 +180,9 @@ fn head_from<S: DeserializeOwned + Default>(d: &Document) -> Head<S> {
             offset: p.get_i64("offset").ok()?,
         })
     });
-    Head { version, state, position }
+    Head {
+        version,
+        state,
+        position,
+    }
 }

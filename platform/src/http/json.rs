@@ -30,12 +30,19 @@ where
 fn map_rejection(r: JsonRejection) -> ApiError {
     match r {
         JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
-        JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest(format!("malformed JSON: {}", e.body_text())),
+        JsonRejection::JsonSyntaxError(e) => {
+            ApiError::BadRequest(format!("malformed JSON: {}", e.body_text()))
+        }
         JsonRejection::JsonDataError(e) => {
             let text = e.body_text();
-            ApiError::Invalid { detail: text, errors: Vec::new() }
+            ApiError::Invalid {
+                detail: text,
+                errors: Vec::new(),
+            }
         }
-        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::PayloadTooLarge
+        }
         other => {
             if other.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge

@@ -22,7 +22,11 @@ pub enum Handled {
 }
 
 /// Creates a consumer-group member subscribed to `topics`.
-pub fn subscribe(brokers: &str, group_id: &str, topics: &[String]) -> Result<StreamConsumer, KafkaError> {
+pub fn subscribe(
+    brokers: &str,
+    group_id: &str,
+    topics: &[String],
+) -> Result<StreamConsumer, KafkaError> {
     let consumer: StreamConsumer = super::consumer_config(brokers, group_id).create()?;
     let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&refs)?;
@@ -31,11 +35,20 @@ pub fn subscribe(brokers: &str, group_id: &str, topics: &[String]) -> Result<Str
 
 /// Handles one message at a time; see [`run`].
 pub trait Handler: Sync {
-    fn handle(&self, message: &BorrowedMessage<'_>, shutdown: watch::Receiver<bool>) -> impl Future<Output = Handled> + Send;
+    fn handle(
+        &self,
+        message: &BorrowedMessage<'_>,
+        shutdown: watch::Receiver<bool>,
+    ) -> impl Future<Output = Handled> + Send;
 }
 
 /// Runs until `shutdown` turns true, then commits what was stored.
-pub async fn run<H: Handler>(consumer: &StreamConsumer, mut shutdown: watch::Receiver<bool>, commit_every: Duration, handler: &H) {
+pub async fn run<H: Handler>(
+    consumer: &StreamConsumer,
+    mut shutdown: watch::Receiver<bool>,
+    commit_every: Duration,
+    handler: &H,
+) {
     let mut commit = tokio::time::interval(commit_every);
     loop {
         let received = tokio::select! {
@@ -49,12 +62,12 @@ pub async fn run<H: Handler>(consumer: &StreamConsumer, mut shutdown: watch::Rec
         };
         match received {
             Ok(message) => {
-                if handler.handle(&message, shutdown.clone()).await == Handled::Done {
-                    if let Err(e) = consumer.store_offset_from_message(&message) {
-                        // The partition moved in a rebalance: its new owner re-reads from the
-                        // last commit, and the guarded writes make that harmless.
-                        tracing::debug!(error = %e, "offset not stored");
-                    }
+                if handler.handle(&message, shutdown.clone()).await == Handled::Done
+                    && let Err(e) = consumer.store_offset_from_message(&message)
+                {
+                    // The partition moved in a rebalance: its new owner re-reads from the
+                    // last commit, and the guarded writes make that harmless.
+                    tracing::debug!(error = %e, "offset not stored");
                 }
             }
             Err(e) => {

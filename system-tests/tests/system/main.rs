@@ -1,0 +1,8 @@
+//! One test binary for the whole system, as clients see it: every test boots the four
+//! services on port 0 against the real stack, with topics, databases, groups and keys of its own.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+mod readiness;
+mod slice;
