@@ -78,13 +78,20 @@ impl Env {
         let mut unknown: Vec<String> = self
             .0
             .keys()
-            .filter(|k| k.starts_with("AGORA_") && !k.starts_with("AGORA_STACK_"))
+            .filter(|k| k.starts_with("AGORA_") && !is_script_key(k))
             .filter(|k| !KNOWN_COMMON.contains(&k.as_str()) && !known.contains(&k.as_str()))
             .cloned()
             .collect();
         unknown.sort();
         unknown
     }
+}
+
+/// Variables of the scripts under `deploy/local/` and of the tests, not of the services.
+fn is_script_key(key: &str) -> bool {
+    ["AGORA_STACK_", "AGORA_SYSTEM_", "AGORA_TEST_"].iter().any(|p| key.starts_with(p))
+        || key == "AGORA_PROFILE"
+        || key == "AGORA_CACHE_DIR"
 }
 
 /// The variables [`CommonConfig`] reads.

@@ -622,3 +622,42 @@ fn helpers_parse_what_they_claim_to() {
     assert_eq!(rows[0].addr_var.as_deref(), Some("AGORA_A_ADDR"));
     assert_eq!(rows[1].addr_var, None);
 }
+
+// ---------------------------------------------------------------------------------------
+// docs
+
+/// `docs/contract.md` is the shared contract, word for word, wherever the shared folder sits
+/// beside the checkout (it does for developers and CI).
+#[test]
+fn the_contract_copy_matches_the_shared_contract() {
+    let shared = repo_root().join("..").join("shared").join("CONTRACT.md");
+    let Ok(original) = std::fs::read_to_string(&shared) else {
+        // A clone on its own: the copy is all there is.
+        assert!(repo_root().join("docs/contract.md").exists(), "docs/contract.md is missing");
+        return;
+    };
+    assert!(
+        read("docs/contract.md") == original,
+        "docs/contract.md differs from {}: copy it again",
+        shared.display()
+    );
+}
+
+/// Every metric name defined in a `telemetry.rs` is documented in `docs/metrics.md`.
+#[test]
+fn every_metric_is_documented() {
+    let doc = read("docs/metrics.md");
+    let mut missing = BTreeSet::new();
+    for dir in CRATE_DIRS {
+        let path = repo_root().join(dir).join("src").join("telemetry.rs");
+        let Ok(code) = std::fs::read_to_string(&path) else { continue };
+        for (i, _) in code.match_indices("\"agora_") {
+            let rest = &code[i + 1..];
+            let name: String = rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+            if !doc.contains(&format!("`{name}`")) {
+                missing.insert(format!("{name} ({dir}/src/telemetry.rs)"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "metrics missing from docs/metrics.md: {missing:?}");
+}
