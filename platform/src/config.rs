@@ -89,7 +89,9 @@ impl Env {
 
 /// Variables of the scripts under `deploy/local/` and of the tests, not of the services.
 fn is_script_key(key: &str) -> bool {
-    ["AGORA_STACK_", "AGORA_SYSTEM_", "AGORA_TEST_"].iter().any(|p| key.starts_with(p))
+    ["AGORA_STACK_", "AGORA_SYSTEM_", "AGORA_TEST_"]
+        .iter()
+        .any(|p| key.starts_with(p))
         || key == "AGORA_PROFILE"
         || key == "AGORA_CACHE_DIR"
 }

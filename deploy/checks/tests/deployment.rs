@@ -633,7 +633,10 @@ fn the_contract_copy_matches_the_shared_contract() {
     let shared = repo_root().join("..").join("shared").join("CONTRACT.md");
     let Ok(original) = std::fs::read_to_string(&shared) else {
         // A clone on its own: the copy is all there is.
-        assert!(repo_root().join("docs/contract.md").exists(), "docs/contract.md is missing");
+        assert!(
+            repo_root().join("docs/contract.md").exists(),
+            "docs/contract.md is missing"
+        );
         return;
     };
     assert!(
@@ -650,14 +653,22 @@ fn every_metric_is_documented() {
     let mut missing = BTreeSet::new();
     for dir in CRATE_DIRS {
         let path = repo_root().join(dir).join("src").join("telemetry.rs");
-        let Ok(code) = std::fs::read_to_string(&path) else { continue };
+        let Ok(code) = std::fs::read_to_string(&path) else {
+            continue;
+        };
         for (i, _) in code.match_indices("\"agora_") {
             let rest = &code[i + 1..];
-            let name: String = rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
             if !doc.contains(&format!("`{name}`")) {
                 missing.insert(format!("{name} ({dir}/src/telemetry.rs)"));
             }
         }
     }
-    assert!(missing.is_empty(), "metrics missing from docs/metrics.md: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "metrics missing from docs/metrics.md: {missing:?}"
+    );
 }
