@@ -1,10 +1,19 @@
 //! command-api settings.
 
+use crate::limits::Limits;
 use agora_platform::config::{CommonConfig, ConfigError, Env};
 use std::time::Duration;
 
 /// Variables only command-api reads.
-pub const KNOWN: &[&str] = &["AGORA_WRITE_DB", "AGORA_KAFKA_DELIVERY_TIMEOUT_MS"];
+pub const KNOWN: &[&str] = &[
+    "AGORA_WRITE_DB",
+    "AGORA_KAFKA_DELIVERY_TIMEOUT_MS",
+    "AGORA_RATE_LIMIT_LOGIN_FAILURES",
+    "AGORA_RATE_LIMIT_AUTH",
+    "AGORA_RATE_LIMIT_WRITES",
+    "AGORA_RATE_LIMIT_MESSAGES",
+    "AGORA_RATE_LIMIT_MOVES",
+];
 
 #[derive(Debug, Clone)]
 pub struct CommandConfig {
@@ -15,6 +24,8 @@ pub struct CommandConfig {
     pub write_db: String,
     /// `AGORA_KAFKA_DELIVERY_TIMEOUT_MS`, default 5000: after this a command answers 503.
     pub delivery_timeout: Duration,
+    /// `AGORA_RATE_LIMIT_*`: `N/<window>` or `off`; defaults from the contract.
+    pub limits: Limits,
 }
 
 impl CommandConfig {
@@ -24,6 +35,13 @@ impl CommandConfig {
             addr: env.string("AGORA_COMMAND_ADDR", "127.0.0.1:8081"),
             write_db: env.string("AGORA_WRITE_DB", "agora_write"),
             delivery_timeout: env.millis("AGORA_KAFKA_DELIVERY_TIMEOUT_MS", 5000)?,
+            limits: Limits {
+                login_failures: env.limit("AGORA_RATE_LIMIT_LOGIN_FAILURES", "10/15m")?,
+                auth: env.limit("AGORA_RATE_LIMIT_AUTH", "300/1m")?,
+                writes: env.limit("AGORA_RATE_LIMIT_WRITES", "600/1m")?,
+                messages: env.limit("AGORA_RATE_LIMIT_MESSAGES", "600/1m")?,
+                moves: env.limit("AGORA_RATE_LIMIT_MOVES", "1200/1m")?,
+            },
         })
     }
 }

@@ -5,10 +5,13 @@
 //! - `store`: the write side's durable state in MongoDB: credentials and aggregate heads with
 //!   optimistic concurrency.
 //! - `routes`: the HTTP handlers, one module per resource.
+//! - [`limits`], `idempotency`: the rate-limit and `Idempotency-Key` middleware.
 //! - [`startup`]: `build(config)`, `port()`, `run(shutdown)`.
 
 pub mod config;
 pub mod domain;
+mod idempotency;
+pub mod limits;
 mod routes;
 pub mod startup;
 mod store;

@@ -2,15 +2,20 @@
 //! `run(shutdown)` serves until the shutdown future resolves.
 
 use crate::config::CommandConfig;
+use crate::limits::{self, Limits};
 use crate::routes;
+use crate::store::idempotency::IdempotencyStore;
+use crate::store::locks::AggregateLocks;
 use crate::store::{AggregateStore, CredentialStore};
 use agora_platform::auth::JwtKeys;
 use agora_platform::kafka::EventProducer;
+use agora_platform::ratelimit::RateLimiter;
 use agora_platform::{health, http, kafka, mongo, redis, telemetry};
 use anyhow::Context;
 use axum::Router;
 use axum::extract::FromRef;
-use axum::routing::{post, put};
+use axum::middleware::from_fn_with_state;
+use axum::routing::{patch, post, put};
 use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -20,6 +25,10 @@ pub struct AppState {
     pub producer: EventProducer,
     pub credentials: CredentialStore,
     pub aggregates: AggregateStore,
+    pub locks: AggregateLocks,
+    pub idempotency: IdempotencyStore,
+    pub limiter: RateLimiter,
+    pub limits: Limits,
     pub jwt: JwtKeys,
 }
 
@@ -42,69 +51,62 @@ impl Application {
         if common.jwt_secret_is_default {
             tracing::warn!("AGORA_JWT_SECRET is unset: using the development secret");
         }
-        let producer = EventProducer::new(
-            &common.kafka_brokers,
-            common.topics(),
-            config.delivery_timeout,
-        )
-        .context("creating the kafka producer")?;
-        let write_db = mongo::connect(common, &config.write_db)
-            .await
-            .context("configuring mongodb")?;
-        let redis_conn =
-            redis::connect(&common.redis_url, common.ready_timeout).context("configuring redis")?;
+        let producer = EventProducer::new(&common.kafka_brokers, common.topics(), config.delivery_timeout)
+            .context("creating the kafka producer")?;
+        let write_db = mongo::connect(common, &config.write_db).await.context("configuring mongodb")?;
+        let redis_conn = redis::connect(&common.redis_url, common.ready_timeout).context("configuring redis")?;
         let jwt = JwtKeys::new(&common.jwt_secret, common.token_ttl).context("JWT secret")?;
         let state = AppState {
             producer,
             credentials: CredentialStore::new(&write_db),
             // An append in flight resolves within the delivery timeout; wait a little longer.
-            aggregates: AggregateStore::new(
-                &write_db,
-                config.delivery_timeout + Duration::from_secs(1),
-            ),
+            aggregates: AggregateStore::new(&write_db, config.delivery_timeout + Duration::from_secs(1)),
+            locks: AggregateLocks::default(),
+            idempotency: IdempotencyStore::new(&write_db),
+            limiter: RateLimiter::new(redis_conn.clone(), &common.redis_prefix, common.rate_limit_redis_down),
+            limits: config.limits,
             jwt,
         };
         let probes = vec![
-            kafka::probe(&common.kafka_brokers, common.ready_timeout)
-                .context("creating the kafka probe")?,
+            kafka::probe(&common.kafka_brokers, common.ready_timeout).context("creating the kafka probe")?,
             mongo::probe(write_db.clone()),
             redis::probe(redis_conn),
         ];
-        let api = Router::new()
+        let auth = Router::new()
             .route("/v1/auth/register", post(routes::auth::register))
             .route("/v1/auth/login", post(routes::auth::login))
-            .route(
-                "/v1/follows/{user_id}",
-                put(routes::follows::follow).delete(routes::follows::unfollow),
-            )
+            .route_layer(from_fn_with_state(state.clone(), limits::auth));
+        let writes = Router::new()
+            .route("/v1/me", patch(routes::me::update))
             .route("/v1/posts", post(routes::posts::create))
+            .route("/v1/posts/{post_id}", axum::routing::delete(routes::posts::delete))
+            .route("/v1/posts/{post_id}/like", put(routes::posts::like).delete(routes::posts::unlike))
+            .route("/v1/posts/{post_id}/comments", post(routes::posts::comment))
+            .route("/v1/follows/{user_id}", put(routes::follows::follow).delete(routes::follows::unfollow))
+            .route("/v1/notifications/read", post(routes::notifications::read))
+            .route_layer(from_fn_with_state(state.clone(), limits::writes));
+        let messages = Router::new()
+            .route("/v1/messages", post(routes::messages::send))
+            .route("/v1/conversations/{conversation_id}/read", post(routes::messages::read))
+            .route_layer(from_fn_with_state(state.clone(), limits::messages));
+        let api = auth
+            .merge(writes)
+            .merge(messages)
+            .route_layer(from_fn_with_state(state.clone(), crate::idempotency::middleware))
             .with_state(state);
         let router = http::layers(
-            api.merge(health::router(
-                probes,
-                common.ready_timeout,
-                telemetry::metrics_handle(),
-            )),
+            api.merge(health::router(probes, common.ready_timeout, telemetry::metrics_handle())),
             &common.cors_origins,
         );
-        let listener = TcpListener::bind(&config.addr)
-            .await
-            .with_context(|| format!("binding {}", config.addr))?;
-        Ok(Self {
-            listener,
-            router,
-            shutdown_timeout: common.shutdown_timeout,
-        })
+        let listener = TcpListener::bind(&config.addr).await.with_context(|| format!("binding {}", config.addr))?;
+        Ok(Self { listener, router, shutdown_timeout: common.shutdown_timeout })
     }
 
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         http::serve(self.listener, self.router, shutdown, self.shutdown_timeout).await
     }
 }

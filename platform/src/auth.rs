@@ -40,9 +40,7 @@ struct Keys {
 
 impl std::fmt::Debug for JwtKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtKeys")
-            .field("ttl", &self.0.ttl)
-            .finish_non_exhaustive()
+        f.debug_struct("JwtKeys").field("ttl", &self.0.ttl).finish_non_exhaustive()
     }
 }
 
@@ -70,16 +68,8 @@ impl JwtKeys {
     /// A token that expires after `ttl` (tests use this for expired tokens).
     pub fn issue_with_ttl(&self, user: UserId, ttl: Duration) -> Result<String, AuthError> {
         let now = chrono::Utc::now().timestamp();
-        let claims = Claims {
-            sub: user.to_string(),
-            iat: now,
-            exp: now + ttl.as_secs() as i64,
-        };
-        Ok(jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &self.0.encoding,
-        )?)
+        let claims = Claims { sub: user.to_string(), iat: now, exp: now + ttl.as_secs() as i64 };
+        Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.0.encoding)?)
     }
 
     pub fn verify(&self, token: &str) -> Result<UserId, AuthError> {
@@ -91,10 +81,7 @@ impl JwtKeys {
 /// The bearer token from an `Authorization` header value, if it is one.
 pub fn bearer(header: &str) -> Option<&str> {
     let (scheme, token) = header.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
-        .filter(|t| !t.is_empty())
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()).filter(|t| !t.is_empty())
 }
 
 /// The signed-in user of a request: a valid `Authorization: Bearer <jwt>`, or a 401.
@@ -115,11 +102,8 @@ where
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?;
-        let token =
-            bearer(header).ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?;
-        keys.verify(token)
-            .map(AuthUser)
-            .map_err(|_| ApiError::Unauthorized("invalid or expired token".into()))
+        let token = bearer(header).ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?;
+        keys.verify(token).map(AuthUser).map_err(|_| ApiError::Unauthorized("invalid or expired token".into()))
     }
 }
 
@@ -128,11 +112,7 @@ mod tests {
     use super::*;
 
     fn keys(secret: &str) -> JwtKeys {
-        JwtKeys::new(
-            &SecretString::from(secret.to_owned()),
-            Duration::from_secs(60),
-        )
-        .unwrap_or_else(|e| panic!("{e}"))
+        JwtKeys::new(&SecretString::from(secret.to_owned()), Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
@@ -151,13 +131,8 @@ mod tests {
         let k = keys("one");
         let expired = k.issue_with_ttl(user, Duration::ZERO).unwrap_or_default();
         // exp == now is still within the leeway; go well past it.
-        let claims = Claims {
-            sub: user.to_string(),
-            iat: 0,
-            exp: chrono::Utc::now().timestamp() - 60,
-        };
-        let old = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.0.encoding)
-            .unwrap_or_default();
+        let claims = Claims { sub: user.to_string(), iat: 0, exp: chrono::Utc::now().timestamp() - 60 };
+        let old = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.0.encoding).unwrap_or_default();
         assert!(k.verify(&old).is_err());
         assert!(k.verify(&expired).is_ok());
         assert!(k.verify("not.a.jwt").is_err());

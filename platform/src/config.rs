@@ -31,12 +31,7 @@ impl Env {
         K: Into<String>,
         V: Into<String>,
     {
-        Self(
-            pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        )
+        Self(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
     }
 
     pub fn set(&mut self, key: impl Into<String>, value: impl Into<String>) {
@@ -44,10 +39,7 @@ impl Env {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .get(key)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
     }
 
     pub fn string(&self, key: &str, default: &str) -> String {
@@ -67,6 +59,16 @@ impl Env {
                 reason: e.to_string(),
             }),
         }
+    }
+
+    /// A rate limit written `N/<window>` (`600/1m`) or `off`.
+    pub fn limit(&self, key: &str, default: &str) -> Result<Option<crate::ratelimit::Limit>, ConfigError> {
+        let value = self.get(key).unwrap_or(default);
+        crate::ratelimit::parse_limit(value).map_err(|reason| ConfigError {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            reason,
+        })
     }
 
     pub fn millis(&self, key: &str, default_ms: u64) -> Result<Duration, ConfigError> {
@@ -89,9 +91,7 @@ impl Env {
 
 /// Variables of the scripts under `deploy/local/` and of the tests, not of the services.
 fn is_script_key(key: &str) -> bool {
-    ["AGORA_STACK_", "AGORA_SYSTEM_", "AGORA_TEST_"]
-        .iter()
-        .any(|p| key.starts_with(p))
+    ["AGORA_STACK_", "AGORA_SYSTEM_", "AGORA_TEST_"].iter().any(|p| key.starts_with(p))
         || key == "AGORA_PROFILE"
         || key == "AGORA_CACHE_DIR"
 }
@@ -115,6 +115,7 @@ pub const KNOWN_COMMON: &[&str] = &[
     "AGORA_MONGO_MIN_POOL",
     "AGORA_MONGO_TIMEOUT_MS",
     "AGORA_CORS_ORIGINS",
+    "AGORA_RATE_LIMIT_REDIS_DOWN",
     // Read by the service binaries and scripts, listed so they are not reported as typos.
     "AGORA_COMMAND_ADDR",
     "AGORA_QUERY_ADDR",
@@ -164,6 +165,8 @@ pub struct CommonConfig {
     pub shutdown_timeout: Duration,
     /// Allowed CORS origins; empty means no cross-origin access.
     pub cors_origins: Vec<String>,
+    /// What rate limiting does when Redis does not answer (`allow` and count it, or `deny`).
+    pub rate_limit_redis_down: crate::ratelimit::RedisDownPolicy,
 }
 
 impl CommonConfig {
@@ -189,13 +192,10 @@ impl CommonConfig {
             shutdown_timeout: env.millis("AGORA_SHUTDOWN_TIMEOUT_MS", 10_000)?,
             cors_origins: env
                 .get("AGORA_CORS_ORIGINS")
-                .map(|v| {
-                    v.split(',')
-                        .map(|s| s.trim().to_owned())
-                        .filter(|s| !s.is_empty())
-                        .collect()
-                })
+                .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
                 .unwrap_or_default(),
+            rate_limit_redis_down: env
+                .parse("AGORA_RATE_LIMIT_REDIS_DOWN", crate::ratelimit::RedisDownPolicy::Allow)?,
         })
     }
 
@@ -222,23 +222,13 @@ mod tests {
     #[test]
     fn a_bad_value_names_its_variable() {
         let env = Env::from_pairs([("AGORA_READY_TIMEOUT_MS", "soon")]);
-        let err = CommonConfig::from_env(&env)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = CommonConfig::from_env(&env).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.starts_with("AGORA_READY_TIMEOUT_MS=\"soon\""), "{err}");
     }
 
     #[test]
     fn unknown_agora_variables_are_reported() {
-        let env = Env::from_pairs([
-            ("AGORA_KAFKA_BROKER", "x"),
-            ("AGORA_MONGO_URI", "y"),
-            ("HOME", "/"),
-        ]);
-        assert_eq!(
-            env.unknown_agora_keys(&[]),
-            vec!["AGORA_KAFKA_BROKER".to_owned()]
-        );
+        let env = Env::from_pairs([("AGORA_KAFKA_BROKER", "x"), ("AGORA_MONGO_URI", "y"), ("HOME", "/")]);
+        assert_eq!(env.unknown_agora_keys(&[]), vec!["AGORA_KAFKA_BROKER".to_owned()]);
     }
 }

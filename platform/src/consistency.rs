@@ -38,31 +38,22 @@ impl ConsistencyToken {
     }
 
     pub fn add(&mut self, p: &Position) {
-        let e = self
-            .positions
-            .entry((p.topic.clone(), p.partition))
-            .or_insert(p.offset);
+        let e = self.positions.entry((p.topic.clone(), p.partition)).or_insert(p.offset);
         *e = (*e).max(p.offset);
     }
 
     pub fn merge(&mut self, other: &ConsistencyToken) {
         for ((topic, partition), offset) in &other.positions {
-            self.add(&Position {
-                topic: topic.clone(),
-                partition: *partition,
-                offset: *offset,
-            });
+            self.add(&Position { topic: topic.clone(), partition: *partition, offset: *offset });
         }
     }
 
     pub fn positions(&self) -> impl Iterator<Item = Position> + '_ {
-        self.positions
-            .iter()
-            .map(|((topic, partition), offset)| Position {
-                topic: topic.clone(),
-                partition: *partition,
-                offset: *offset,
-            })
+        self.positions.iter().map(|((topic, partition), offset)| Position {
+            topic: topic.clone(),
+            partition: *partition,
+            offset: *offset,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -78,9 +69,7 @@ impl ConsistencyToken {
     }
 
     pub fn decode(token: &str) -> Result<Self, TokenError> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(token.trim())
-            .map_err(|_| TokenError)?;
+        let bytes = URL_SAFE_NO_PAD.decode(token.trim()).map_err(|_| TokenError)?;
         let text = String::from_utf8(bytes).map_err(|_| TokenError)?;
         let mut parts = text.split(';');
         if parts.next() != Some("v1") {
@@ -90,23 +79,13 @@ impl ConsistencyToken {
         for part in parts {
             // Topic names may not hold ':' in Kafka, so the last two fields are unambiguous.
             let mut fields = part.rsplitn(3, ':');
-            let offset = fields
-                .next()
-                .and_then(|s| s.parse::<i64>().ok())
-                .ok_or(TokenError)?;
-            let partition = fields
-                .next()
-                .and_then(|s| s.parse::<i32>().ok())
-                .ok_or(TokenError)?;
+            let offset = fields.next().and_then(|s| s.parse::<i64>().ok()).ok_or(TokenError)?;
+            let partition = fields.next().and_then(|s| s.parse::<i32>().ok()).ok_or(TokenError)?;
             let topic = fields.next().filter(|s| !s.is_empty()).ok_or(TokenError)?;
             if partition < 0 || offset < 0 {
                 return Err(TokenError);
             }
-            t.add(&Position {
-                topic: topic.to_owned(),
-                partition,
-                offset,
-            });
+            t.add(&Position { topic: topic.to_owned(), partition, offset });
         }
         Ok(t)
     }
@@ -127,11 +106,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn pos(topic: &str, partition: i32, offset: i64) -> Position {
-        Position {
-            topic: topic.into(),
-            partition,
-            offset,
-        }
+        Position { topic: topic.into(), partition, offset }
     }
 
     #[test]
@@ -153,12 +128,7 @@ mod tests {
 
     #[test]
     fn garbage_is_rejected() {
-        for bad in [
-            "",
-            "!!!",
-            &URL_SAFE_NO_PAD.encode("v2;a:1:2"),
-            &URL_SAFE_NO_PAD.encode("v1;a:x:2"),
-        ] {
+        for bad in ["", "!!!", &URL_SAFE_NO_PAD.encode("v2;a:1:2"), &URL_SAFE_NO_PAD.encode("v1;a:x:2")] {
             assert!(ConsistencyToken::decode(bad).is_err(), "{bad:?}");
         }
     }

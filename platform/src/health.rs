@@ -35,10 +35,7 @@ impl Probe {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
     {
-        Self {
-            name,
-            check: Arc::new(move || Box::pin(check())),
-        }
+        Self { name, check: Arc::new(move || Box::pin(check())) }
     }
 }
 
@@ -69,20 +66,12 @@ pub async fn failing(probes: &[Probe], timeout: Duration) -> Vec<&'static str> {
             }
         }
     });
-    futures::future::join_all(checks)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
+    futures::future::join_all(checks).await.into_iter().flatten().collect()
 }
 
 /// The ops routes; merge them into the service's router.
 pub fn router(probes: Vec<Probe>, timeout: Duration, metrics: PrometheusHandle) -> Router {
-    let state = OpsState {
-        probes: Arc::new(probes),
-        timeout,
-        metrics,
-    };
+    let state = OpsState { probes: Arc::new(probes), timeout, metrics };
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -110,9 +99,5 @@ async fn ready(State(state): State<OpsState>) -> Response {
 
 async fn render_metrics(State(state): State<OpsState>) -> Response {
     state.metrics.run_upkeep();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }

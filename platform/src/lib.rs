@@ -7,6 +7,7 @@
 //! - [`health`]: `/health`, `/ready` (live probes on every call) and `/metrics`.
 //! - [`auth`]: JWT issue and verification, the `AuthUser` extractor.
 //! - [`http`]: the problem-JSON error type, the JSON extractor and the common middleware.
+//! - [`ratelimit`]: limits shared by every instance, kept in Redis.
 //! - [`consistency`]: the consistency token that carries Kafka positions to the query API.
 //! - [`shutdown`]: SIGTERM / Ctrl-C.
 
@@ -17,6 +18,7 @@ pub mod health;
 pub mod http;
 pub mod kafka;
 pub mod mongo;
+pub mod ratelimit;
 pub mod redis;
 pub mod shutdown;
 pub mod telemetry;

@@ -8,10 +8,7 @@ use mongodb::{Client, Database};
 
 /// Connects lazily: the driver dials on first use, so a service starts while MongoDB is down
 /// and reports it through `/ready`.
-pub async fn connect(
-    config: &CommonConfig,
-    db_name: &str,
-) -> Result<Database, mongodb::error::Error> {
+pub async fn connect(config: &CommonConfig, db_name: &str) -> Result<Database, mongodb::error::Error> {
     let mut options = ClientOptions::parse(&config.mongo_uri).await?;
     options.max_pool_size = Some(config.mongo_max_pool);
     options.min_pool_size = Some(config.mongo_min_pool);
@@ -26,12 +23,7 @@ pub async fn connect(
 pub fn probe(db: Database) -> Probe {
     Probe::new("mongodb", move || {
         let db = db.clone();
-        async move {
-            db.run_command(doc! {"ping": 1})
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
+        async move { db.run_command(doc! {"ping": 1}).await.map(|_| ()).map_err(|e| e.to_string()) }
     })
 }
 

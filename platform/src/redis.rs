@@ -19,12 +19,6 @@ pub fn connect(url: &str, timeout: Duration) -> Result<ConnectionManager, redis:
 pub fn probe(conn: ConnectionManager) -> Probe {
     Probe::new("redis", move || {
         let mut conn = conn.clone();
-        async move {
-            redis::cmd("PING")
-                .query_async::<String>(&mut conn)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
+        async move { redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ()).map_err(|e| e.to_string()) }
     })
 }

@@ -8,16 +8,10 @@ use tracing_subscriber::EnvFilter;
 /// Installs the tracing subscriber; later calls (several services in one test process) are no-ops.
 pub fn init_tracing(filter: &str, format: LogFormat) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(true);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
     let _ = match format {
         LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
     };
 }
 
@@ -47,6 +41,10 @@ pub mod names {
     pub const KAFKA_PUBLISH_FAILURES: &str = "agora_kafka_publish_failures_total";
     /// Counter, label `route`, `status`: HTTP responses served.
     pub const HTTP_RESPONSES: &str = "agora_http_responses_total";
+    /// Counter, label `class`: requests refused by a rate limit.
+    pub const RATE_LIMITED: &str = "agora_rate_limited_total";
+    /// Counter, label `class`: rate-limit checks skipped because Redis did not answer.
+    pub const RATE_LIMIT_REDIS_ERRORS: &str = "agora_rate_limit_redis_errors_total";
     /// Histogram, seconds, label `route`: HTTP request latency.
     pub const HTTP_SECONDS: &str = "agora_http_request_seconds";
 }

@@ -10,13 +10,9 @@ async fn main() -> anyhow::Result<()> {
     for key in env.unknown_agora_keys(agora_projector::config::KNOWN) {
         tracing::warn!(%key, "unknown AGORA_ variable ignored");
     }
-    let app = Application::build(config)
-        .await
-        .context("starting the projector")?;
+    let app = Application::build(config).await.context("starting the projector")?;
     tracing::info!(port = app.port(), "projector ops endpoints listening");
-    app.run(agora_platform::shutdown::signal())
-        .await
-        .context("running")?;
+    app.run(agora_platform::shutdown::signal()).await.context("running")?;
     tracing::info!("projector stopped");
     Ok(())
 }

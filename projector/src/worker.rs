@@ -27,28 +27,15 @@ pub struct Worker {
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker")
-            .field("topics", &self.topics)
-            .finish_non_exhaustive()
+        f.debug_struct("Worker").field("topics", &self.topics).finish_non_exhaustive()
     }
 }
 
 impl Worker {
-    pub fn new(
-        brokers: &str,
-        group_id: &str,
-        topics: Topics,
-        models: ReadModels,
-    ) -> anyhow::Result<Self> {
+    pub fn new(brokers: &str, group_id: &str, topics: Topics, models: ReadModels) -> anyhow::Result<Self> {
         let consumer = consumer::subscribe(brokers, group_id, &topics.event_topics())?;
-        let dead_letters =
-            agora_platform::kafka::producer_config(brokers, Duration::from_secs(30)).create()?;
-        Ok(Self {
-            consumer,
-            dead_letters,
-            models,
-            topics,
-        })
+        let dead_letters = agora_platform::kafka::producer_config(brokers, Duration::from_secs(30)).create()?;
+        Ok(Self { consumer, dead_letters, models, topics })
     }
 
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
@@ -58,11 +45,7 @@ impl Worker {
 }
 
 impl consumer::Handler for Worker {
-    async fn handle(
-        &self,
-        message: &BorrowedMessage<'_>,
-        mut shutdown: watch::Receiver<bool>,
-    ) -> Handled {
+    async fn handle(&self, message: &BorrowedMessage<'_>, mut shutdown: watch::Receiver<bool>) -> Handled {
         let topic = message.topic();
         let Some(aggregate) = self.topics.aggregate_of(topic) else {
             self.dead_letter(message, "not an event topic").await;
@@ -96,10 +79,7 @@ impl consumer::Handler for Worker {
             }
         }
         metrics::counter!(names::EVENTS_APPLIED, "type" => envelope.event_type()).increment(1);
-        let lag = (chrono::Utc::now() - envelope.occurred_at)
-            .num_milliseconds()
-            .max(0) as f64
-            / 1000.0;
+        let lag = (chrono::Utc::now() - envelope.occurred_at).num_milliseconds().max(0) as f64 / 1000.0;
         metrics::histogram!(names::APPLY_LAG_SECONDS).record(lag);
         Handled::Done
     }
@@ -112,22 +92,10 @@ impl Worker {
         let partition = message.partition().to_string();
         let offset = message.offset().to_string();
         let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "reason",
-                value: Some(reason),
-            })
-            .insert(Header {
-                key: "source_topic",
-                value: Some(message.topic()),
-            })
-            .insert(Header {
-                key: "source_partition",
-                value: Some(partition.as_str()),
-            })
-            .insert(Header {
-                key: "source_offset",
-                value: Some(offset.as_str()),
-            });
+            .insert(Header { key: "reason", value: Some(reason) })
+            .insert(Header { key: "source_topic", value: Some(message.topic()) })
+            .insert(Header { key: "source_partition", value: Some(partition.as_str()) })
+            .insert(Header { key: "source_offset", value: Some(offset.as_str()) });
         let dlq = self.topics.deadletter();
         let record = || {
             let mut record = FutureRecord::<[u8], [u8]>::to(&dlq).headers(headers.clone());
@@ -142,11 +110,7 @@ impl Worker {
         // Keep trying: moving on without the dead letter would lose the event silently.
         let mut pause = Duration::from_millis(100);
         loop {
-            match self
-                .dead_letters
-                .send(record(), Duration::from_secs(30))
-                .await
-            {
+            match self.dead_letters.send(record(), Duration::from_secs(30)).await {
                 Ok(_) => return,
                 Err((e, _)) => {
                     tracing::warn!(error = %e, "dead-letter publish failed; retrying");

@@ -13,9 +13,6 @@ pub struct QueryConfig {
 
 impl QueryConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        Ok(Self {
-            common: CommonConfig::from_env(env)?,
-            addr: env.string("AGORA_QUERY_ADDR", "127.0.0.1:8082"),
-        })
+        Ok(Self { common: CommonConfig::from_env(env)?, addr: env.string("AGORA_QUERY_ADDR", "127.0.0.1:8082") })
     }
 }

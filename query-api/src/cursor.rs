@@ -19,10 +19,7 @@ pub fn encode(key: &str) -> String {
 pub fn decode(cursor: &str) -> Result<String, CursorError> {
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| CursorError)?;
     let text = String::from_utf8(bytes).map_err(|_| CursorError)?;
-    text.strip_prefix("c1:")
-        .map(str::to_owned)
-        .filter(|k| !k.is_empty())
-        .ok_or(CursorError)
+    text.strip_prefix("c1:").map(str::to_owned).filter(|k| !k.is_empty()).ok_or(CursorError)
 }
 
 /// Page size: default 20, 1-100.
@@ -53,12 +50,7 @@ mod tests {
 
     #[test]
     fn garbage_cursors_are_rejected() {
-        for bad in [
-            "",
-            "%%%",
-            &URL_SAFE_NO_PAD.encode("c2:x"),
-            &URL_SAFE_NO_PAD.encode("c1:"),
-        ] {
+        for bad in ["", "%%%", &URL_SAFE_NO_PAD.encode("c2:x"), &URL_SAFE_NO_PAD.encode("c1:")] {
             assert!(decode(bad).is_err(), "{bad:?}");
         }
     }

@@ -10,13 +10,9 @@ async fn main() -> anyhow::Result<()> {
     for key in env.unknown_agora_keys(agora_query_api::config::KNOWN) {
         tracing::warn!(%key, "unknown AGORA_ variable ignored");
     }
-    let app = Application::build(config)
-        .await
-        .context("starting query-api")?;
+    let app = Application::build(config).await.context("starting query-api")?;
     tracing::info!(port = app.port(), "query-api listening");
-    app.run(agora_platform::shutdown::signal())
-        .await
-        .context("serving")?;
+    app.run(agora_platform::shutdown::signal()).await.context("serving")?;
     tracing::info!("query-api stopped");
     Ok(())
 }

@@ -45,11 +45,8 @@ pub struct Application {
 impl Application {
     pub async fn build(config: QueryConfig) -> anyhow::Result<Self> {
         let common = &config.common;
-        let db = mongo::connect(common, &common.mongo_db)
-            .await
-            .context("configuring mongodb")?;
-        let redis_conn =
-            redis::connect(&common.redis_url, common.ready_timeout).context("configuring redis")?;
+        let db = mongo::connect(common, &common.mongo_db).await.context("configuring mongodb")?;
+        let redis_conn = redis::connect(&common.redis_url, common.ready_timeout).context("configuring redis")?;
         let state = AppState {
             models: Collections {
                 users: db.collection("users"),
@@ -63,38 +60,22 @@ impl Application {
         let probes = vec![mongo::probe(db), redis::probe(redis_conn)];
         let api = Router::new()
             .route("/v1/users/{user_id}", get(routes::users::get))
-            .route(
-                "/v1/users/by-handle/{handle}",
-                get(routes::users::by_handle),
-            )
+            .route("/v1/users/by-handle/{handle}", get(routes::users::by_handle))
             .route("/v1/users/{user_id}/posts", get(routes::users::posts))
             .with_state(state);
         let router = http::layers(
-            api.merge(health::router(
-                probes,
-                common.ready_timeout,
-                telemetry::metrics_handle(),
-            )),
+            api.merge(health::router(probes, common.ready_timeout, telemetry::metrics_handle())),
             &common.cors_origins,
         );
-        let listener = TcpListener::bind(&config.addr)
-            .await
-            .with_context(|| format!("binding {}", config.addr))?;
-        Ok(Self {
-            listener,
-            router,
-            shutdown_timeout: common.shutdown_timeout,
-        })
+        let listener = TcpListener::bind(&config.addr).await.with_context(|| format!("binding {}", config.addr))?;
+        Ok(Self { listener, router, shutdown_timeout: common.shutdown_timeout })
     }
 
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         http::serve(self.listener, self.router, shutdown, self.shutdown_timeout).await
     }
 }

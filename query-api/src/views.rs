@@ -41,10 +41,7 @@ pub struct Page<T> {
 }
 
 fn count(d: &Document, key: &str) -> i64 {
-    d.get_i64(key)
-        .or_else(|_| d.get_i32(key).map(i64::from))
-        .unwrap_or(0)
-        .max(0)
+    d.get_i64(key).or_else(|_| d.get_i32(key).map(i64::from)).unwrap_or(0).max(0)
 }
 
 pub fn rfc3339(d: &Document, key: &str) -> String {

@@ -36,9 +36,7 @@ impl RealtimeConfig {
             group_id: env.string("AGORA_REALTIME_GROUP", "agora-realtime-router"),
             max_connections_per_user: env.parse("AGORA_MAX_CONNECTIONS_PER_USER", 5)?,
             connection_queue: env.parse("AGORA_CONNECTION_QUEUE", 256)?,
-            stream_retention: Duration::from_secs(
-                env.parse("AGORA_STREAM_RETENTION_SECS", 86_400)?,
-            ),
+            stream_retention: Duration::from_secs(env.parse("AGORA_STREAM_RETENTION_SECS", 86_400)?),
             heartbeat: Duration::from_secs(env.parse("AGORA_HEARTBEAT_SECS", 20)?),
         })
     }

@@ -27,36 +27,20 @@ pub fn stream_pos(epoch: &str, stream_id: &str) -> String {
     format!("{epoch}-{stream_id}")
 }
 
-pub async fn serve<S, E>(
-    socket: S,
-    mut member: Membership,
-    session: Session,
-    mut shutdown: watch::Receiver<bool>,
-) where
+pub async fn serve<S, E>(socket: S, mut member: Membership, session: Session, mut shutdown: watch::Receiver<bool>)
+where
     S: Sink<Message, Error = E> + Stream<Item = Result<Message, E>> + Unpin,
     E: std::fmt::Display,
 {
     let (mut tx, mut rx) = socket.split();
-    let ready = ServerFrame::Ready {
-        connection_id: &session.connection_id,
-        stream_pos: &session.stream_pos,
-    };
-    if tx
-        .send(Message::Text(ready.to_text().into()))
-        .await
-        .is_err()
-    {
+    let ready = ServerFrame::Ready { connection_id: &session.connection_id, stream_pos: &session.stream_pos };
+    if tx.send(Message::Text(ready.to_text().into())).await.is_err() {
         return;
     }
     let mut heartbeat = tokio::time::interval(session.heartbeat);
     heartbeat.tick().await;
     let overflow = member.overflow.clone();
-    let close = |code: u16, reason: &'static str| {
-        Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        }))
-    };
+    let close = |code: u16, reason: &'static str| Message::Close(Some(CloseFrame { code, reason: reason.into() }));
     loop {
         tokio::select! {
             _ = async { let _ = shutdown.wait_for(|s| *s).await; } => {
@@ -107,11 +91,9 @@ fn event_frame(epoch: &str, published: &Published) -> Option<String> {
         stream_pos: &pos,
         data: &delivery.data,
     };
-    let latency =
-        (chrono::Utc::now().timestamp_millis() - delivery.occurred_ms).max(0) as f64 / 1000.0;
+    let latency = (chrono::Utc::now().timestamp_millis() - delivery.occurred_ms).max(0) as f64 / 1000.0;
     metrics::histogram!(names::PUSH_LATENCY_SECONDS).record(latency);
-    metrics::counter!(names::FRAMES_PUSHED, "event_type" => delivery.event_type.clone())
-        .increment(1);
+    metrics::counter!(names::FRAMES_PUSHED, "event_type" => delivery.event_type.clone()).increment(1);
     Some(frame.to_text())
 }
 
@@ -119,27 +101,13 @@ fn client_op(member: &Membership, keys: &Keys, text: &str) -> Option<String> {
     let frame = match serde_json::from_str::<ClientFrame>(text) {
         Ok(f) => f,
         Err(_) => {
-            return Some(
-                ServerFrame::Error {
-                    code: "bad_frame",
-                    message: "unknown or malformed op",
-                }
-                .to_text(),
-            );
+            return Some(ServerFrame::Error { code: "bad_frame", message: "unknown or malformed op" }.to_text());
         }
     };
     match frame {
         ClientFrame::Ping => Some(ServerFrame::Pong.to_text()),
-        ClientFrame::Subscribe { channel } | ClientFrame::Unsubscribe { channel }
-            if game_of(&channel).is_none() =>
-        {
-            Some(
-                ServerFrame::Error {
-                    code: "bad_channel",
-                    message: "channels are game:<game_id>",
-                }
-                .to_text(),
-            )
+        ClientFrame::Subscribe { channel } | ClientFrame::Unsubscribe { channel } if game_of(&channel).is_none() => {
+            Some(ServerFrame::Error { code: "bad_channel", message: "channels are game:<game_id>" }.to_text())
         }
         ClientFrame::Subscribe { channel } => {
             if let Some(game) = game_of(&channel) {
@@ -153,19 +121,13 @@ fn client_op(member: &Membership, keys: &Keys, text: &str) -> Option<String> {
             }
             Some(ServerFrame::Unsubscribed { channel: &channel }.to_text())
         }
-        ClientFrame::Resume { .. } => Some(
-            ServerFrame::Error {
-                code: "unsupported",
-                message: "resume is not available yet",
-            }
-            .to_text(),
-        ),
+        ClientFrame::Resume { .. } => {
+            Some(ServerFrame::Error { code: "unsupported", message: "resume is not available yet" }.to_text())
+        }
     }
 }
 
 fn game_of(channel: &str) -> Option<String> {
     let id = channel.strip_prefix("game:")?;
-    id.parse::<agora_schemas::GameId>()
-        .ok()
-        .map(|g| g.to_string())
+    id.parse::<agora_schemas::GameId>().ok().map(|g| g.to_string())
 }

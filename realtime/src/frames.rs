@@ -7,30 +7,13 @@ use serde_json::value::RawValue;
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame<'a> {
-    Ready {
-        connection_id: &'a str,
-        stream_pos: &'a str,
-    },
-    Event {
-        event_id: &'a str,
-        event_type: &'a str,
-        stream_pos: &'a str,
-        data: &'a RawValue,
-    },
-    Subscribed {
-        channel: &'a str,
-    },
-    Unsubscribed {
-        channel: &'a str,
-    },
-    Reset {
-        reason: &'a str,
-    },
+    Ready { connection_id: &'a str, stream_pos: &'a str },
+    Event { event_id: &'a str, event_type: &'a str, stream_pos: &'a str, data: &'a RawValue },
+    Subscribed { channel: &'a str },
+    Unsubscribed { channel: &'a str },
+    Reset { reason: &'a str },
     Pong,
-    Error {
-        code: &'a str,
-        message: &'a str,
-    },
+    Error { code: &'a str, message: &'a str },
 }
 
 impl ServerFrame<'_> {
@@ -66,14 +49,8 @@ mod tests {
 
     #[test]
     fn event_frames_have_the_contract_fields() {
-        let data =
-            RawValue::from_string(r#"{"post_id":"p"}"#.into()).unwrap_or_else(|e| panic!("{e}"));
-        let f = ServerFrame::Event {
-            event_id: "e",
-            event_type: "feed.post",
-            stream_pos: "1-2",
-            data: &data,
-        };
+        let data = RawValue::from_string(r#"{"post_id":"p"}"#.into()).unwrap_or_else(|e| panic!("{e}"));
+        let f = ServerFrame::Event { event_id: "e", event_type: "feed.post", stream_pos: "1-2", data: &data };
         assert_eq!(
             f.to_text(),
             r#"{"type":"event","event_id":"e","event_type":"feed.post","stream_pos":"1-2","data":{"post_id":"p"}}"#
@@ -83,10 +60,7 @@ mod tests {
 
     #[test]
     fn client_frames_parse_and_garbage_does_not() {
-        assert!(matches!(
-            serde_json::from_str(r#"{"op":"ping"}"#),
-            Ok(ClientFrame::Ping)
-        ));
+        assert!(matches!(serde_json::from_str(r#"{"op":"ping"}"#), Ok(ClientFrame::Ping)));
         assert!(matches!(
             serde_json::from_str(r#"{"op":"subscribe","channel":"game:x"}"#),
             Ok(ClientFrame::Subscribe { .. })

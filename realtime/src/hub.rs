@@ -85,10 +85,7 @@ impl Hub {
     /// Starts the pub/sub loop for `redis_url`.
     pub fn start(redis_url: String) -> Self {
         let (commands, rx) = mpsc::unbounded_channel();
-        let hub = Self {
-            registry: Arc::default(),
-            commands,
-        };
+        let hub = Self { registry: Arc::default(), commands };
         tokio::spawn(pubsub_loop(redis_url, hub.registry.clone(), rx));
         hub
     }
@@ -113,14 +110,7 @@ impl Hub {
             reg.next_id += 1;
             reg.next_id
         };
-        let m = Membership {
-            hub: self.clone(),
-            id,
-            user: user.to_owned(),
-            rx,
-            overflow,
-            tx,
-        };
+        let m = Membership { hub: self.clone(), id, user: user.to_owned(), rx, overflow, tx };
         m.subscribe(&user_channel);
         Ok(m)
     }
@@ -128,11 +118,7 @@ impl Hub {
 
 impl Membership {
     pub fn subscribe(&self, channel: &str) {
-        let sub = Subscriber {
-            id: self.id,
-            tx: self.tx.clone(),
-            overflow: self.overflow.clone(),
-        };
+        let sub = Subscriber { id: self.id, tx: self.tx.clone(), overflow: self.overflow.clone() };
         let first = {
             let mut reg = self.hub.registry.lock().unwrap_or_else(|p| p.into_inner());
             let subs = reg.channels.entry(channel.to_owned()).or_default();
@@ -143,10 +129,7 @@ impl Membership {
             subs.len() == 1
         };
         if first {
-            let _ = self
-                .hub
-                .commands
-                .send(Command::Subscribe(channel.to_owned()));
+            let _ = self.hub.commands.send(Command::Subscribe(channel.to_owned()));
         }
     }
 
@@ -164,10 +147,7 @@ impl Membership {
             empty
         };
         if last {
-            let _ = self
-                .hub
-                .commands
-                .send(Command::Unsubscribe(channel.to_owned()));
+            let _ = self.hub.commands.send(Command::Unsubscribe(channel.to_owned()));
         }
     }
 }
@@ -204,10 +184,7 @@ fn dispatch(registry: &Mutex<Registry>, channel: String, payload: Arc<str>) {
         reg.channels.get(&channel).cloned().unwrap_or_default()
     };
     for s in subs {
-        let item = Published {
-            channel: channel.clone(),
-            payload: payload.clone(),
-        };
+        let item = Published { channel: channel.clone(), payload: payload.clone() };
         if let Err(mpsc::error::TrySendError::Full(_)) = s.tx.try_send(item) {
             metrics::counter!(names::SLOW_CLIENTS_CLOSED).increment(1);
             s.overflow.raise();

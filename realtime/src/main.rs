@@ -10,13 +10,9 @@ async fn main() -> anyhow::Result<()> {
     for key in env.unknown_agora_keys(agora_realtime::config::KNOWN) {
         tracing::warn!(%key, "unknown AGORA_ variable ignored");
     }
-    let app = Application::build(config)
-        .await
-        .context("starting realtime")?;
+    let app = Application::build(config).await.context("starting realtime")?;
     tracing::info!(port = app.port(), "realtime listening");
-    app.run(agora_platform::shutdown::signal())
-        .await
-        .context("serving")?;
+    app.run(agora_platform::shutdown::signal()).await.context("serving")?;
     tracing::info!("realtime stopped");
     Ok(())
 }

@@ -29,9 +29,7 @@ pub struct Keys {
 
 impl Keys {
     pub fn new(prefix: impl Into<String>) -> Self {
-        Self {
-            prefix: prefix.into(),
-        }
+        Self { prefix: prefix.into() }
     }
     pub fn user_stream(&self, user: &str) -> String {
         format!("{}:rt:stream:{user}", self.prefix)
@@ -72,9 +70,7 @@ pub struct Router {
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Router")
-            .field("keys", &self.keys)
-            .finish_non_exhaustive()
+        f.debug_struct("Router").field("keys", &self.keys).finish_non_exhaustive()
     }
 }
 
@@ -86,14 +82,7 @@ impl Router {
         keys: Keys,
         retention: Duration,
     ) -> Self {
-        Self {
-            consumer,
-            redis,
-            db,
-            keys,
-            retention,
-            script: redis::Script::new(DELIVER),
-        }
+        Self { consumer, redis, db, keys, retention, script: redis::Script::new(DELIVER) }
     }
 
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
@@ -111,21 +100,11 @@ impl Router {
             .await?
             .try_collect()
             .await?;
-        Ok(docs
-            .iter()
-            .filter_map(|d| d.get_str("follower_id").ok().map(str::to_owned))
-            .collect())
+        Ok(docs.iter().filter_map(|d| d.get_str("follower_id").ok().map(str::to_owned)).collect())
     }
 
-    async fn author(
-        &self,
-        author: &str,
-    ) -> Result<Option<serde_json::Value>, mongodb::error::Error> {
-        let d = self
-            .db
-            .collection::<Document>("users")
-            .find_one(doc! {"_id": author})
-            .await?;
+    async fn author(&self, author: &str) -> Result<Option<serde_json::Value>, mongodb::error::Error> {
+        let d = self.db.collection::<Document>("users").find_one(doc! {"_id": author}).await?;
         Ok(d.and_then(|d| {
             Some(serde_json::json!({
                 "user_id": author,
@@ -136,22 +115,12 @@ impl Router {
     }
 
     /// The frames one event causes: (recipient, event_type, data).
-    async fn frames_for(
-        &self,
-        envelope: &Envelope,
-    ) -> Result<Vec<(String, &'static str, serde_json::Value)>, String> {
+    async fn frames_for(&self, envelope: &Envelope) -> Result<Vec<(String, &'static str, serde_json::Value)>, String> {
         match &envelope.payload {
-            Event::PostCreated(PostCreated {
-                post_id,
-                author_id,
-                text,
-            }) => {
+            Event::PostCreated(PostCreated { post_id, author_id, text }) => {
                 let author_id = author_id.to_string();
-                let author = self
-                    .author(&author_id)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .ok_or("author not projected yet")?;
+                let author =
+                    self.author(&author_id).await.map_err(|e| e.to_string())?.ok_or("author not projected yet")?;
                 let post = serde_json::json!({
                     "post_id": post_id.to_string(),
                     "author": author,
@@ -161,14 +130,8 @@ impl Router {
                     "comment_count": 0,
                     "liked_by_me": false,
                 });
-                let followers = self
-                    .followers(&author_id)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(followers
-                    .into_iter()
-                    .map(|f| (f, "feed.post", post.clone()))
-                    .collect())
+                let followers = self.followers(&author_id).await.map_err(|e| e.to_string())?;
+                Ok(followers.into_iter().map(|f| (f, "feed.post", post.clone())).collect())
             }
             _ => Ok(Vec::new()),
         }
@@ -189,8 +152,7 @@ impl Router {
             data,
         };
         let json = serde_json::to_string(&delivery).map_err(|e| e.to_string())?;
-        let min_id =
-            (chrono::Utc::now().timestamp_millis() - self.retention.as_millis() as i64).max(0);
+        let min_id = (chrono::Utc::now().timestamp_millis() - self.retention.as_millis() as i64).max(0);
         let mut conn = self.redis.clone();
         let delivered: Option<String> = self
             .script
@@ -204,19 +166,14 @@ impl Router {
             .await
             .map_err(|e| e.to_string())?;
         if delivered.is_some() {
-            metrics::counter!(names::FRAMES_ROUTED, "event_type" => event_type.to_owned())
-                .increment(1);
+            metrics::counter!(names::FRAMES_ROUTED, "event_type" => event_type.to_owned()).increment(1);
         }
         Ok(())
     }
 }
 
 impl consumer::Handler for Router {
-    async fn handle(
-        &self,
-        message: &BorrowedMessage<'_>,
-        mut shutdown: watch::Receiver<bool>,
-    ) -> Handled {
+    async fn handle(&self, message: &BorrowedMessage<'_>, mut shutdown: watch::Receiver<bool>) -> Handled {
         let envelope = match Envelope::from_json(message.payload().unwrap_or_default()) {
             Ok(e) => e,
             // The projector dead-letters what cannot be decoded; nothing to push here.
@@ -226,8 +183,7 @@ impl consumer::Handler for Router {
         loop {
             let attempt = async {
                 for (recipient, event_type, data) in self.frames_for(&envelope).await? {
-                    self.deliver(&envelope, &recipient, event_type, data)
-                        .await?;
+                    self.deliver(&envelope, &recipient, event_type, data).await?;
                 }
                 Ok::<(), String>(())
             };

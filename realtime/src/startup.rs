@@ -46,29 +46,15 @@ pub struct Application {
 impl Application {
     pub async fn build(config: RealtimeConfig) -> anyhow::Result<Self> {
         let common = &config.common;
-        let db = mongo::connect(common, &common.mongo_db)
-            .await
-            .context("configuring mongodb")?;
-        let redis = redis_client::connect(&common.redis_url, common.ready_timeout)
-            .context("configuring redis")?;
+        let db = mongo::connect(common, &common.mongo_db).await.context("configuring mongodb")?;
+        let redis = redis_client::connect(&common.redis_url, common.ready_timeout).context("configuring redis")?;
         let keys = Keys::new(common.redis_prefix.clone());
-        let consumer = consumer::subscribe(
-            &common.kafka_brokers,
-            &config.group_id,
-            &common.topics().event_topics(),
-        )
-        .context("creating the kafka consumer")?;
-        let event_router = Router::new(
-            consumer,
-            redis.clone(),
-            db.clone(),
-            keys.clone(),
-            config.stream_retention,
-        );
+        let consumer = consumer::subscribe(&common.kafka_brokers, &config.group_id, &common.topics().event_topics())
+            .context("creating the kafka consumer")?;
+        let event_router = Router::new(consumer, redis.clone(), db.clone(), keys.clone(), config.stream_retention);
         let (stop, stop_rx) = watch::channel(false);
         let probes = vec![
-            kafka::probe(&common.kafka_brokers, common.ready_timeout)
-                .context("creating the kafka probe")?,
+            kafka::probe(&common.kafka_brokers, common.ready_timeout).context("creating the kafka probe")?,
             mongo::probe(db),
             redis_client::probe(redis.clone()),
         ];
@@ -80,27 +66,13 @@ impl Application {
             config: Arc::new(config.clone()),
             shutdown: stop_rx,
         };
-        let api = HttpRouter::new()
-            .route("/v1/stream", get(stream))
-            .with_state(state);
+        let api = HttpRouter::new().route("/v1/stream", get(stream)).with_state(state);
         let router = http::layers(
-            api.merge(health::router(
-                probes,
-                common.ready_timeout,
-                telemetry::metrics_handle(),
-            )),
+            api.merge(health::router(probes, common.ready_timeout, telemetry::metrics_handle())),
             &common.cors_origins,
         );
-        let listener = TcpListener::bind(&config.addr)
-            .await
-            .with_context(|| format!("binding {}", config.addr))?;
-        Ok(Self {
-            listener,
-            router,
-            event_router,
-            stop,
-            shutdown_timeout: common.shutdown_timeout,
-        })
+        let listener = TcpListener::bind(&config.addr).await.with_context(|| format!("binding {}", config.addr))?;
+        Ok(Self { listener, router, event_router, stop, shutdown_timeout: common.shutdown_timeout })
     }
 
     pub fn port(&self) -> u16 {
@@ -108,10 +80,7 @@ impl Application {
     }
 
     /// Serves until `shutdown`; then every socket is closed with 1012 and the router commits.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let stop_rx = self.stop.subscribe();
         let event_router = tokio::spawn(self.event_router.run(stop_rx.clone()));
         let mut http_stop = stop_rx;
@@ -137,12 +106,10 @@ async fn stream(
     Query(q): Query<HashMap<String, String>>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let token = q.get("token").map(String::as_str).or_else(|| {
-        headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer)
-    });
+    let token = q
+        .get("token")
+        .map(String::as_str)
+        .or_else(|| headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer));
     let Some(user) = token.and_then(|t| app.jwt.verify(t).ok()) else {
         metrics::counter!(names::UPGRADES_REFUSED, "reason" => "unauthorized").increment(1);
         return ApiError::Unauthorized("missing or invalid token".into()).into_response();
@@ -161,10 +128,7 @@ async fn stream(
         Ok(m) => m,
         Err(_) => {
             metrics::counter!(names::UPGRADES_REFUSED, "reason" => "too_many").increment(1);
-            return ApiError::RateLimited {
-                retry_after_secs: 5,
-            }
-            .into_response();
+            return ApiError::RateLimited { retry_after_secs: 5 }.into_response();
         }
     };
     let (epoch, last) = match stream_head(&app, &user).await {
@@ -206,10 +170,6 @@ async fn stream_head(app: &AppState, user: &str) -> Result<(String, String), red
         .arg(1)
         .query_async(&mut conn)
         .await?;
-    let last = last
-        .ids
-        .first()
-        .map(|e| e.id.clone())
-        .unwrap_or_else(|| "0-0".to_owned());
+    let last = last.ids.first().map(|e| e.id.clone()).unwrap_or_else(|| "0-0".to_owned());
     Ok((epoch, last))
 }

@@ -16,9 +16,7 @@ fn id(n: u128) -> Uuid {
 }
 
 fn at(second: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, second)
-        .single()
-        .unwrap_or_default()
+    Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, second).single().unwrap_or_default()
 }
 
 /// One sample event of every type, at its current version.
@@ -29,39 +27,17 @@ pub fn samples() -> Vec<Envelope> {
     let conversation = ConversationId::between(alice, bob);
     let message = MessageId(id(30));
     let payloads: Vec<Event> = vec![
-        UserRegistered {
-            user_id: alice,
-            handle: "alice".into(),
-            display_name: "Alice".into(),
-        }
-        .into(),
+        UserRegistered { user_id: alice, handle: "alice".into(), display_name: "Alice".into() }.into(),
         ProfileUpdated {
             user_id: alice,
             display_name: Some("Alice A.".into()),
             bio: Some("plays the Sicilian".into()),
         }
         .into(),
-        UserFollowed {
-            follower_id: bob,
-            followee_id: alice,
-        }
-        .into(),
-        UserUnfollowed {
-            follower_id: bob,
-            followee_id: alice,
-        }
-        .into(),
-        PostCreated {
-            post_id: post,
-            author_id: alice,
-            text: "hello, agora".into(),
-        }
-        .into(),
-        PostDeleted {
-            post_id: post,
-            author_id: alice,
-        }
-        .into(),
+        UserFollowed { follower_id: bob, followee_id: alice }.into(),
+        UserUnfollowed { follower_id: bob, followee_id: alice }.into(),
+        PostCreated { post_id: post, author_id: alice, text: "hello, agora".into() }.into(),
+        PostDeleted { post_id: post, author_id: alice }.into(),
         CommentAdded {
             comment_id: CommentId(id(11)),
             post_id: post,
@@ -70,43 +46,13 @@ pub fn samples() -> Vec<Envelope> {
             text: "welcome!".into(),
         }
         .into(),
-        PostLiked {
-            post_id: post,
-            user_id: bob,
-            post_author_id: alice,
-        }
-        .into(),
-        PostUnliked {
-            post_id: post,
-            user_id: bob,
-        }
-        .into(),
-        MessageSent {
-            message_id: message,
-            conversation_id: conversation,
-            from: bob,
-            to: alice,
-            text: "hi".into(),
-        }
-        .into(),
-        ConversationRead {
-            conversation_id: conversation,
-            reader_id: alice,
-            up_to: message,
-        }
-        .into(),
-        GameChallenged {
-            game_id: game,
-            challenger_id: alice,
-            white_id: alice,
-            black_id: bob,
-        }
-        .into(),
-        GameAccepted {
-            game_id: game,
-            accepted_by: bob,
-        }
-        .into(),
+        PostLiked { post_id: post, user_id: bob, post_author_id: alice }.into(),
+        PostUnliked { post_id: post, user_id: bob }.into(),
+        MessageSent { message_id: message, conversation_id: conversation, from: bob, to: alice, text: "hi".into() }
+            .into(),
+        ConversationRead { conversation_id: conversation, reader_id: alice, up_to: message }.into(),
+        GameChallenged { game_id: game, challenger_id: alice, white_id: alice, black_id: bob }.into(),
+        GameAccepted { game_id: game, accepted_by: bob }.into(),
         MoveMade {
             game_id: game,
             player_id: alice,
@@ -119,17 +65,10 @@ pub fn samples() -> Vec<Envelope> {
         GameResigned {
             game_id: game,
             player_id: bob,
-            outcome: GameOutcome {
-                result: GameResult::WhiteWins,
-                reason: EndReason::Resignation,
-            },
+            outcome: GameOutcome { result: GameResult::WhiteWins, reason: EndReason::Resignation },
         }
         .into(),
-        NotificationsRead {
-            user_id: alice,
-            up_to: None,
-        }
-        .into(),
+        NotificationsRead { user_id: alice, up_to: None }.into(),
     ];
     payloads
         .into_iter()
@@ -138,11 +77,7 @@ pub fn samples() -> Vec<Envelope> {
             event_id: EventId(id(1000 + i as u128)),
             aggregate_version: 1,
             occurred_at: at(i as u32),
-            metadata: Metadata {
-                actor_id: Some(alice),
-                correlation_id: id(5000 + i as u128),
-                causation_id: None,
-            },
+            metadata: Metadata { actor_id: Some(alice), correlation_id: id(5000 + i as u128), causation_id: None },
             payload,
         })
         .collect()
@@ -162,10 +97,7 @@ pub fn to_file_text(value: &impl serde::Serialize) -> Result<String, serde_json:
 
 /// Every JSON Schema file: `envelope.json` and one per event type's current payload.
 pub fn json_schema_files() -> Result<Vec<(String, String)>, serde_json::Error> {
-    let mut files = vec![(
-        "envelope.json".to_owned(),
-        to_file_text(&schemars::schema_for!(RawEnvelope))?,
-    )];
+    let mut files = vec![("envelope.json".to_owned(), to_file_text(&schemars::schema_for!(RawEnvelope))?)];
     for (event_type, version, schema) in Event::payload_schemas() {
         files.push((fixture_name(event_type, version), to_file_text(&schema)?));
     }
@@ -176,12 +108,7 @@ pub fn json_schema_files() -> Result<Vec<(String, String)>, serde_json::Error> {
 pub fn fixture_files() -> Result<Vec<(String, String)>, serde_json::Error> {
     samples()
         .into_iter()
-        .map(|e| {
-            Ok((
-                fixture_name(e.event_type(), e.payload.schema_version()),
-                to_file_text(&e.to_raw()?)?,
-            ))
-        })
+        .map(|e| Ok((fixture_name(e.event_type(), e.payload.schema_version()), to_file_text(&e.to_raw()?)?)))
         .collect()
 }
 

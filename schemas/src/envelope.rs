@@ -68,23 +68,13 @@ pub enum DecodeError {
         source: serde_json::Error,
     },
     #[error("{event_type}: envelope says {stated}, payload says {derived}")]
-    Inconsistent {
-        event_type: String,
-        stated: String,
-        derived: String,
-    },
+    Inconsistent { event_type: String, stated: String, derived: String },
 }
 
 impl Envelope {
     /// A new event, now, with a fresh UUIDv7 id.
     pub fn new(payload: impl Into<Event>, aggregate_version: u64, metadata: Metadata) -> Self {
-        Self {
-            event_id: EventId::new(),
-            aggregate_version,
-            occurred_at: Utc::now(),
-            metadata,
-            payload: payload.into(),
-        }
+        Self { event_id: EventId::new(), aggregate_version, occurred_at: Utc::now(), metadata, payload: payload.into() }
     }
 
     pub fn event_type(&self) -> &'static str {
@@ -133,17 +123,8 @@ impl RawEnvelope {
 
     /// The payload upcast to `target` and decoded as `T`: how a reader that knows a newer
     /// shape than the stored one reads it.
-    pub fn payload_as<T: DeserializeOwned>(
-        &self,
-        upcasters: &Upcasters,
-        target: u16,
-    ) -> Result<T, DecodeError> {
-        let payload = upcasters.upcast(
-            &self.event_type,
-            self.schema_version,
-            self.payload.clone(),
-            target,
-        )?;
+    pub fn payload_as<T: DeserializeOwned>(&self, upcasters: &Upcasters, target: u16) -> Result<T, DecodeError> {
+        let payload = upcasters.upcast(&self.event_type, self.schema_version, self.payload.clone(), target)?;
         serde_json::from_value(payload).map_err(|source| DecodeError::Payload {
             event_type: self.event_type.clone(),
             version: target,
@@ -155,15 +136,10 @@ impl RawEnvelope {
     pub fn decode(self, upcasters: &Upcasters) -> Result<Envelope, DecodeError> {
         let current = Event::current_version(&self.event_type)
             .ok_or_else(|| DecodeError::UnknownType(self.event_type.clone()))?;
-        let payload =
-            upcasters.upcast(&self.event_type, self.schema_version, self.payload, current)?;
+        let payload = upcasters.upcast(&self.event_type, self.schema_version, self.payload, current)?;
         let event = Event::from_current_payload(&self.event_type, payload)
             .ok_or_else(|| DecodeError::UnknownType(self.event_type.clone()))?
-            .map_err(|source| DecodeError::Payload {
-                event_type: self.event_type.clone(),
-                version: current,
-                source,
-            })?;
+            .map_err(|source| DecodeError::Payload { event_type: self.event_type.clone(), version: current, source })?;
         let derived = (event.aggregate_type(), event.aggregate_id());
         if derived != (self.aggregate_type, self.aggregate_id) {
             return Err(DecodeError::Inconsistent {

@@ -310,37 +310,23 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for (t, v, _) in Event::TYPES {
             assert!(seen.insert(*t), "duplicate event type {t}");
-            assert!(
-                t.contains('.')
-                    && t.chars()
-                        .all(|c| c.is_ascii_lowercase() || c == '.' || c == '_')
-            );
+            assert!(t.contains('.') && t.chars().all(|c| c.is_ascii_lowercase() || c == '.' || c == '_'));
             assert!(*v >= 1);
         }
     }
 
     #[test]
     fn game_result_uses_pgn_notation() {
-        let json = serde_json::to_string(&[
-            GameResult::WhiteWins,
-            GameResult::BlackWins,
-            GameResult::Draw,
-        ])
-        .unwrap_or_default();
+        let json = serde_json::to_string(&[GameResult::WhiteWins, GameResult::BlackWins, GameResult::Draw])
+            .unwrap_or_default();
         assert_eq!(json, r#"["1-0","0-1","1/2-1/2"]"#);
     }
 
     #[test]
     fn follow_events_of_one_edge_share_an_aggregate() {
         let (a, b) = (UserId::new(), UserId::new());
-        let followed = Event::from(UserFollowed {
-            follower_id: a,
-            followee_id: b,
-        });
-        let unfollowed = Event::from(UserUnfollowed {
-            follower_id: a,
-            followee_id: b,
-        });
+        let followed = Event::from(UserFollowed { follower_id: a, followee_id: b });
+        let unfollowed = Event::from(UserUnfollowed { follower_id: a, followee_id: b });
         assert_eq!(followed.aggregate_id(), unfollowed.aggregate_id());
         assert_eq!(followed.aggregate_type(), AggregateType::Follow);
     }

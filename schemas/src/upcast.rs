@@ -36,23 +36,11 @@ impl Upcaster for FnUpcaster {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UpcastError {
     #[error("no upcaster from {event_type} v{from} towards v{target}")]
-    MissingStep {
-        event_type: String,
-        from: u16,
-        target: u16,
-    },
+    MissingStep { event_type: String, from: u16, target: u16 },
     #[error("{event_type} v{version} is newer than this reader's v{target}")]
-    FromTheFuture {
-        event_type: String,
-        version: u16,
-        target: u16,
-    },
+    FromTheFuture { event_type: String, version: u16, target: u16 },
     #[error("upcasting {event_type} v{from}: {reason}")]
-    Failed {
-        event_type: String,
-        from: u16,
-        reason: String,
-    },
+    Failed { event_type: String, from: u16, reason: String },
 }
 
 /// An ordered set of upcasting steps.
@@ -63,13 +51,7 @@ pub struct Upcasters {
 
 impl std::fmt::Debug for Upcasters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(
-                self.steps
-                    .iter()
-                    .map(|s| (s.event_type(), s.source_version())),
-            )
-            .finish()
+        f.debug_list().entries(self.steps.iter().map(|s| (s.event_type(), s.source_version()))).finish()
     }
 }
 
@@ -93,22 +75,13 @@ impl Upcasters {
         target: u16,
     ) -> Result<Value, UpcastError> {
         if version > target {
-            return Err(UpcastError::FromTheFuture {
-                event_type: event_type.to_owned(),
-                version,
-                target,
-            });
+            return Err(UpcastError::FromTheFuture { event_type: event_type.to_owned(), version, target });
         }
         while version < target {
-            let step = self
-                .steps
-                .iter()
-                .find(|s| s.event_type() == event_type && s.source_version() == version)
-                .ok_or_else(|| UpcastError::MissingStep {
-                    event_type: event_type.to_owned(),
-                    from: version,
-                    target,
-                })?;
+            let step =
+                self.steps.iter().find(|s| s.event_type() == event_type && s.source_version() == version).ok_or_else(
+                    || UpcastError::MissingStep { event_type: event_type.to_owned(), from: version, target },
+                )?;
             payload = step.upcast(payload).map_err(|reason| UpcastError::Failed {
                 event_type: event_type.to_owned(),
                 from: version,
@@ -126,9 +99,7 @@ mod tests {
     use serde_json::json;
 
     fn add_field(mut v: Value) -> Result<Value, String> {
-        v.as_object_mut()
-            .ok_or("not an object")?
-            .insert("added".into(), json!(true));
+        v.as_object_mut().ok_or("not an object")?.insert("added".into(), json!(true));
         Ok(v)
     }
 
@@ -142,39 +113,18 @@ mod tests {
     #[test]
     fn steps_chain_in_version_order() {
         let ups = Upcasters::default()
-            .with(FnUpcaster {
-                event_type: "x.y",
-                from_version: 2,
-                step: rename_field,
-            })
-            .with(FnUpcaster {
-                event_type: "x.y",
-                from_version: 1,
-                step: add_field,
-            });
+            .with(FnUpcaster { event_type: "x.y", from_version: 2, step: rename_field })
+            .with(FnUpcaster { event_type: "x.y", from_version: 1, step: add_field });
         let out = ups.upcast("x.y", 1, json!({"a": 1}), 3);
         assert_eq!(out, Ok(json!({"a": 1, "renamed": true})));
     }
 
     #[test]
     fn same_version_is_untouched_and_gaps_are_errors() {
-        let ups = Upcasters::default().with(FnUpcaster {
-            event_type: "x.y",
-            from_version: 1,
-            step: add_field,
-        });
+        let ups = Upcasters::default().with(FnUpcaster { event_type: "x.y", from_version: 1, step: add_field });
         assert_eq!(ups.upcast("x.y", 2, json!({}), 2), Ok(json!({})));
-        assert!(matches!(
-            ups.upcast("x.y", 1, json!({}), 3),
-            Err(UpcastError::MissingStep { from: 2, .. })
-        ));
-        assert!(matches!(
-            ups.upcast("x.y", 4, json!({}), 3),
-            Err(UpcastError::FromTheFuture { .. })
-        ));
-        assert!(matches!(
-            ups.upcast("x.y", 1, json!([]), 2),
-            Err(UpcastError::Failed { .. })
-        ));
+        assert!(matches!(ups.upcast("x.y", 1, json!({}), 3), Err(UpcastError::MissingStep { from: 2, .. })));
+        assert!(matches!(ups.upcast("x.y", 4, json!({}), 3), Err(UpcastError::FromTheFuture { .. })));
+        assert!(matches!(ups.upcast("x.y", 1, json!([]), 2), Err(UpcastError::Failed { .. })));
     }
 }

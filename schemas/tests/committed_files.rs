@@ -52,18 +52,9 @@ fn every_event_type_has_a_v1_fixture_and_every_fixture_decodes() {
     for entry in entries {
         let path = entry.map(|e| e.path()).unwrap_or_default();
         let decoded = Envelope::from_json(read(&path).as_bytes());
-        let envelope =
-            decoded.unwrap_or_else(|e| panic!("{} no longer decodes: {e}", path.display()));
-        let stem = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_owned();
-        assert!(
-            stem.starts_with(envelope.event_type()),
-            "{stem} holds a {}",
-            envelope.event_type()
-        );
+        let envelope = decoded.unwrap_or_else(|e| panic!("{} no longer decodes: {e}", path.display()));
+        let stem = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        assert!(stem.starts_with(envelope.event_type()), "{stem} holds a {}", envelope.event_type());
     }
 }
 
@@ -85,38 +76,17 @@ fn post_created_v1_to_v2(mut payload: serde_json::Value) -> Result<serde_json::V
 
 #[test]
 fn a_committed_v1_fixture_reads_as_a_v2_through_an_upcaster() {
-    assert_eq!(
-        PostCreated::SCHEMA_VERSION,
-        1,
-        "update this test when post.created really moves to v2"
-    );
-    let path = crate_dir()
-        .join("fixtures")
-        .join(fixture_name(PostCreated::EVENT_TYPE, 1));
+    assert_eq!(PostCreated::SCHEMA_VERSION, 1, "update this test when post.created really moves to v2");
+    let path = crate_dir().join("fixtures").join(fixture_name(PostCreated::EVENT_TYPE, 1));
     let raw = RawEnvelope::from_json(read(&path).as_bytes()).unwrap_or_else(|e| panic!("{e}"));
     let upcasters = Upcasters::current().with(FnUpcaster {
         event_type: PostCreated::EVENT_TYPE,
         from_version: 1,
         step: post_created_v1_to_v2,
     });
-    let v2: PostCreatedV2 = raw
-        .payload_as(&upcasters, 2)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let v1: PostCreated = raw
-        .payload_as(&Upcasters::current(), 1)
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        v2,
-        PostCreatedV2 {
-            post_id: v1.post_id,
-            author_id: v1.author_id,
-            text: v1.text,
-            language: None
-        }
-    );
+    let v2: PostCreatedV2 = raw.payload_as(&upcasters, 2).unwrap_or_else(|e| panic!("{e}"));
+    let v1: PostCreated = raw.payload_as(&Upcasters::current(), 1).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v2, PostCreatedV2 { post_id: v1.post_id, author_id: v1.author_id, text: v1.text, language: None });
     // Without the step, a v2 reader refuses rather than guessing.
-    assert!(
-        raw.payload_as::<PostCreatedV2>(&Upcasters::current(), 2)
-            .is_err()
-    );
+    assert!(raw.payload_as::<PostCreatedV2>(&Upcasters::current(), 2).is_err());
 }

@@ -25,14 +25,8 @@ pub fn isolated_env(addr_var: &str) -> Vec<(String, String)> {
         ("AGORA_REDIS_PREFIX".to_owned(), prefix.clone()),
         ("AGORA_MONGO_DB".to_owned(), format!("{prefix}_read")),
         ("AGORA_WRITE_DB".to_owned(), format!("{prefix}_write")),
-        (
-            "AGORA_PROJECTOR_GROUP".to_owned(),
-            format!("{prefix}-projector"),
-        ),
-        (
-            "AGORA_REALTIME_GROUP".to_owned(),
-            format!("{prefix}-realtime"),
-        ),
+        ("AGORA_PROJECTOR_GROUP".to_owned(), format!("{prefix}-projector")),
+        ("AGORA_REALTIME_GROUP".to_owned(), format!("{prefix}-realtime")),
         ("AGORA_LOG".to_owned(), "info".to_owned()),
         ("AGORA_LOG_FORMAT".to_owned(), "json".to_owned()),
         ("AGORA_SHUTDOWN_TIMEOUT_MS".to_owned(), "5000".to_owned()),
@@ -57,17 +51,9 @@ impl ServiceProcess {
                 }
             }
         });
-        let mut p = Self {
-            child,
-            port: 0,
-            lines,
-            seen: Vec::new(),
-        };
+        let mut p = Self { child, port: 0, lines, seen: Vec::new() };
         let line = p.wait_for_line(Duration::from_secs(30), |l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .and_then(|v| v["port"].as_u64())
-                .is_some()
+            serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["port"].as_u64()).is_some()
         });
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         p.port = v["port"].as_u64().unwrap() as u16;
@@ -89,10 +75,7 @@ impl ServiceProcess {
                         return line;
                     }
                 }
-                Err(_) => panic!(
-                    "no matching log line within {within:?}; saw:\n{}",
-                    self.seen.join("\n")
-                ),
+                Err(_) => panic!("no matching log line within {within:?}; saw:\n{}", self.seen.join("\n")),
             }
         }
     }
@@ -103,16 +86,8 @@ impl ServiceProcess {
 
     /// Sends `signal` (`TERM`, `INT`) and waits for the process to exit; returns its exit
     /// status and how long it took.
-    pub fn signal(
-        &mut self,
-        signal: &str,
-        within: Duration,
-    ) -> (std::process::ExitStatus, Duration) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
+    pub fn signal(&mut self, signal: &str, within: Duration) -> (std::process::ExitStatus, Duration) {
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status().unwrap();
         assert!(status.success(), "kill -{signal} failed");
         let started = Instant::now();
         loop {
@@ -123,10 +98,7 @@ impl ServiceProcess {
                 }
                 return (status, started.elapsed());
             }
-            assert!(
-                started.elapsed() < within,
-                "still running {within:?} after SIG{signal}"
-            );
+            assert!(started.elapsed() < within, "still running {within:?} after SIG{signal}");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -148,23 +120,12 @@ impl Drop for ServiceProcess {
 pub async fn assert_graceful_shutdown(binary: &str, addr_var: &str, stopped_message: &str) {
     for signal in ["TERM", "INT"] {
         let mut p = ServiceProcess::start(binary, &isolated_env(addr_var));
-        let health = reqwest::get(format!("{}/health", p.base_url()))
-            .await
-            .unwrap();
+        let health = reqwest::get(format!("{}/health", p.base_url())).await.unwrap();
         assert_eq!(health.status(), 200);
         let (status, took) = p.signal(signal, Duration::from_secs(15));
         assert!(status.success(), "exit status after SIG{signal}: {status}");
-        assert!(
-            took < Duration::from_secs(10),
-            "shutdown after SIG{signal} took {took:?}"
-        );
-        assert!(
-            p.logged("shutdown requested"),
-            "no shutdown log line after SIG{signal}"
-        );
-        assert!(
-            p.logged(stopped_message),
-            "no {stopped_message:?} log line after SIG{signal}"
-        );
+        assert!(took < Duration::from_secs(10), "shutdown after SIG{signal} took {took:?}");
+        assert!(p.logged("shutdown requested"), "no shutdown log line after SIG{signal}");
+        assert!(p.logged(stopped_message), "no {stopped_message:?} log line after SIG{signal}");
     }
 }

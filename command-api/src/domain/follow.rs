@@ -32,20 +32,8 @@ pub fn decide(
         return Err(FollowRejection::SelfFollow);
     }
     Ok(match (command, state.active) {
-        (FollowCommand::Follow, false) => Some(
-            UserFollowed {
-                follower_id: follower,
-                followee_id: followee,
-            }
-            .into(),
-        ),
-        (FollowCommand::Unfollow, true) => Some(
-            UserUnfollowed {
-                follower_id: follower,
-                followee_id: followee,
-            }
-            .into(),
-        ),
+        (FollowCommand::Follow, false) => Some(UserFollowed { follower_id: follower, followee_id: followee }.into()),
+        (FollowCommand::Unfollow, true) => Some(UserUnfollowed { follower_id: follower, followee_id: followee }.into()),
         _ => None,
     })
 }
@@ -69,16 +57,11 @@ mod tests {
     #[test]
     fn follow_then_follow_again_is_a_no_op() {
         let (a, b) = (UserId::new(), UserId::new());
-        let first = decide(given(&[]), a, b, FollowCommand::Follow)
-            .ok()
-            .flatten();
+        let first = decide(given(&[]), a, b, FollowCommand::Follow).ok().flatten();
         assert!(matches!(first, Some(Event::UserFollowed(_))));
         let state = given(&[first.clone().unwrap_or_else(|| unreachable!())]);
         assert_eq!(decide(state, a, b, FollowCommand::Follow), Ok(None));
-        assert!(matches!(
-            decide(state, a, b, FollowCommand::Unfollow),
-            Ok(Some(Event::UserUnfollowed(_)))
-        ));
+        assert!(matches!(decide(state, a, b, FollowCommand::Unfollow), Ok(Some(Event::UserUnfollowed(_)))));
     }
 
     #[test]
@@ -90,9 +73,6 @@ mod tests {
     #[test]
     fn following_yourself_is_refused() {
         let a = UserId::new();
-        assert_eq!(
-            decide(given(&[]), a, a, FollowCommand::Follow),
-            Err(FollowRejection::SelfFollow)
-        );
+        assert_eq!(decide(given(&[]), a, a, FollowCommand::Follow), Err(FollowRejection::SelfFollow));
     }
 }

@@ -88,11 +88,7 @@ pub struct Handle(String);
 impl Handle {
     pub fn parse(s: String) -> Result<Self, TextError> {
         let n = s.chars().count();
-        if !(3..=30).contains(&n)
-            || !s
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        {
+        if !(3..=30).contains(&n) || !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
             return Err(TextError::HandleShape);
         }
         Ok(Self(s))
@@ -112,14 +108,7 @@ mod tests {
     fn lengths_count_characters_not_bytes() {
         // 50 four-byte characters are 200 bytes but a valid display name.
         assert!(DisplayName::parse("🦀".repeat(50)).is_ok());
-        assert_eq!(
-            DisplayName::parse("é".repeat(51)),
-            Err(TextError::Length {
-                min: 1,
-                max: 50,
-                got: 51
-            })
-        );
+        assert_eq!(DisplayName::parse("é".repeat(51)), Err(TextError::Length { min: 1, max: 50, got: 51 }));
         assert!(DisplayName::parse(String::new()).is_err());
         assert!(Bio::parse(String::new()).is_ok());
     }
@@ -128,11 +117,7 @@ mod tests {
     fn control_characters_other_than_newline_and_tab_are_refused() {
         assert!(PostText::parse("line one\nline\ttwo".into()).is_ok());
         for bad in ["a\u{0}b", "a\rb", "bell\u{7}", "del\u{7f}", "c1\u{85}"] {
-            assert_eq!(
-                PostText::parse(bad.into()),
-                Err(TextError::ControlCharacter),
-                "{bad:?}"
-            );
+            assert_eq!(PostText::parse(bad.into()), Err(TextError::ControlCharacter), "{bad:?}");
         }
     }
 

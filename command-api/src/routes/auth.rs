@@ -1,6 +1,7 @@
 //! Register and login.
 
 use super::metadata;
+use crate::domain::user::{self, UserState};
 use crate::domain::validation::{DisplayName, Handle, Password};
 use crate::startup::AppState;
 use crate::store::aggregates::key;
@@ -44,12 +45,6 @@ pub struct LoggedIn {
     token: String,
 }
 
-/// User state the write side keeps: enough to know the user exists.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct UserState {
-    pub handle: String,
-}
-
 pub async fn register(
     State(app): State<AppState>,
     Extension(request): Extension<RequestId>,
@@ -61,40 +56,20 @@ pub async fn register(
     let password_hash = hash_password(password).await?;
 
     let user_id = UserId::new();
-    let cred = Credential {
-        user_id,
-        password_hash,
-    };
+    let cred = Credential { user_id, password_hash };
     match app.credentials.insert(handle.as_str(), &cred).await {
         Ok(()) => {}
         Err(CredentialError::HandleTaken) => return Err(ApiError::Conflict("handle taken".into())),
         Err(CredentialError::Mongo(e)) => return Err(ApiError::unavailable("mongodb", e)),
     }
 
-    let event = UserRegistered {
-        user_id,
-        handle: handle.as_str().to_owned(),
-        display_name: display_name.into_inner(),
-    };
+    let event: agora_schemas::Event =
+        UserRegistered { user_id, handle: handle.as_str().to_owned(), display_name: display_name.into_inner() }.into();
+    let head = Head { version: 0, state: UserState::default(), position: None };
+    let state = user::apply(UserState::default(), &event);
     let envelope = Envelope::new(event, 1, metadata(user_id, &request));
-    let head = Head {
-        version: 0,
-        state: UserState::default(),
-        position: None,
-    };
-    let state = UserState {
-        handle: handle.as_str().to_owned(),
-    };
-    let appended = app
-        .aggregates
-        .append(
-            &key(AggregateType::User, user_id),
-            &head,
-            &state,
-            &envelope,
-            &app.producer,
-        )
-        .await;
+    let appended =
+        app.aggregates.append(&key(AggregateType::User, user_id), &head, &state, &envelope, &app.producer).await;
     let position = match appended {
         Ok(p) => p,
         Err(e) => {
@@ -106,48 +81,47 @@ pub async fn register(
         }
     };
     let token = app.jwt.issue(user_id).map_err(ApiError::internal)?;
-    let consistency_token =
-        agora_platform::consistency::ConsistencyToken::from_position(&position).encode();
-    Ok((
-        StatusCode::CREATED,
-        ApiJson(Registered {
-            user_id,
-            token,
-            consistency_token,
-        }),
-    ))
+    let consistency_token = agora_platform::consistency::ConsistencyToken::from_position(&position).encode();
+    Ok((StatusCode::CREATED, ApiJson(Registered { user_id, token, consistency_token })))
 }
+
+/// The rate-limit class of failed logins, per handle.
+const FAILED_LOGINS: &str = "login_failures";
 
 pub async fn login(
     State(app): State<AppState>,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<ApiJson<LoggedIn>, ApiError> {
-    let mismatch = || ApiError::Unauthorized("unknown handle or wrong password".into());
+    // Failed logins are counted per handle as typed (bounded), whether it exists or not.
+    let attempted: String = body.handle.chars().take(64).collect::<String>().to_lowercase();
+    let failures = app.limits.login_failures;
+    if let Some(limit) = failures {
+        app.limiter.check(FAILED_LOGINS, &attempted, limit).await.into_result()?;
+    }
+    let mismatch = || async {
+        if let Some(limit) = failures {
+            let _ = app.limiter.hit(FAILED_LOGINS, &attempted, limit).await;
+        }
+        ApiError::Unauthorized("unknown handle or wrong password".into())
+    };
     // Shape errors are a mismatch too: login never tells which handles exist.
-    let handle = Handle::parse(body.handle).map_err(|_| mismatch())?;
-    let cred = app
-        .credentials
-        .find(handle.as_str())
-        .await
-        .map_err(|e| ApiError::unavailable("mongodb", e))?;
+    let Ok(handle) = Handle::parse(body.handle) else {
+        return Err(mismatch().await);
+    };
+    let cred = app.credentials.find(handle.as_str()).await.map_err(|e| ApiError::unavailable("mongodb", e))?;
     let Some(cred) = cred else {
-        return Err(mismatch());
+        return Err(mismatch().await);
     };
     if !verify_password(body.password, cred.password_hash).await? {
-        return Err(mismatch());
+        return Err(mismatch().await);
     }
     let token = app.jwt.issue(cred.user_id).map_err(ApiError::internal)?;
-    Ok(ApiJson(LoggedIn {
-        user_id: cred.user_id,
-        token,
-    }))
+    Ok(ApiJson(LoggedIn { user_id: cred.user_id, token }))
 }
 
 async fn hash_password(password: Password) -> Result<String, ApiError> {
     tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(password.as_ref().as_bytes())
-            .map(|h| h.to_string())
+        Argon2::default().hash_password(password.as_ref().as_bytes()).map(|h| h.to_string())
     })
     .await
     .map_err(ApiError::internal)?
@@ -157,11 +131,7 @@ async fn hash_password(password: Password) -> Result<String, ApiError> {
 async fn verify_password(password: String, hash: String) -> Result<bool, ApiError> {
     tokio::task::spawn_blocking(move || {
         let parsed = PasswordHash::new(&hash).map_err(|e| e.to_string())?;
-        Ok::<bool, String>(
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok(),
-        )
+        Ok::<bool, String>(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
     })
     .await
     .map_err(ApiError::internal)?

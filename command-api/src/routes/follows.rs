@@ -2,7 +2,6 @@
 
 use super::{decide_and_append, metadata};
 use crate::domain::follow::{self, FollowCommand, FollowRejection, FollowState};
-use crate::routes::auth::UserState;
 use crate::startup::AppState;
 use crate::store::aggregates::key;
 use agora_platform::auth::AuthUser;
@@ -39,34 +38,20 @@ async fn run(
 ) -> Result<(StatusCode, ApiJson<super::Accepted>), ApiError> {
     let target: UserId = target.parse().map_err(|_| ApiError::NotFound)?;
     if target == me {
-        return Err(ApiError::invalid_field(
-            "user_id",
-            FollowRejection::SelfFollow.to_string(),
-        ));
+        return Err(ApiError::invalid_field("user_id", FollowRejection::SelfFollow.to_string()));
     }
-    let target_head = app
-        .aggregates
-        .load::<UserState>(&key(AggregateType::User, target))
-        .await
-        .map_err(super::append_error)?;
-    if target_head.version == 0 {
+    if !super::user_exists(&app, target).await? {
         return Err(ApiError::NotFound);
     }
     let edge = FollowId::of(me, target);
-    let accepted = decide_and_append(
-        &app,
-        &key(AggregateType::Follow, edge),
-        edge.0,
-        metadata(me, &request),
-        |head| {
-            let event = follow::decide(head.state, me, target, command)
-                .map_err(|e| ApiError::invalid_field("user_id", e.to_string()))?;
-            Ok(event.map(|e| {
-                let state: FollowState = follow::apply(head.state, &e);
-                (e, state)
-            }))
-        },
-    )
+    let accepted = decide_and_append(&app, &key(AggregateType::Follow, edge), edge.0, metadata(me, &request), |head| {
+        let event = follow::decide(head.state, me, target, command)
+            .map_err(|e| ApiError::invalid_field("user_id", e.to_string()))?;
+        Ok(event.map(|e| {
+            let state: FollowState = follow::apply(head.state, &e);
+            (e, state)
+        }))
+    })
     .await?;
     Ok((StatusCode::ACCEPTED, ApiJson(accepted)))
 }

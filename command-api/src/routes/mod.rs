@@ -2,6 +2,9 @@
 
 pub mod auth;
 pub mod follows;
+pub mod me;
+pub mod messages;
+pub mod notifications;
 pub mod posts;
 
 use crate::startup::AppState;
@@ -29,25 +32,39 @@ pub struct Accepted {
 
 impl Accepted {
     pub fn with(mut self, key: &str, value: impl std::fmt::Display) -> Self {
-        self.created
-            .insert(key.to_owned(), serde_json::Value::String(value.to_string()));
+        self.created.insert(key.to_owned(), serde_json::Value::String(value.to_string()));
         self
     }
 }
 
 fn token_of(position: Option<&Position>) -> String {
-    position
-        .map(ConsistencyToken::from_position)
-        .unwrap_or_default()
-        .encode()
+    position.map(ConsistencyToken::from_position).unwrap_or_default().encode()
 }
 
 pub fn metadata(actor: UserId, request: &RequestId) -> Metadata {
-    Metadata {
-        actor_id: Some(actor),
-        correlation_id: request.correlation_id,
-        causation_id: None,
-    }
+    Metadata { actor_id: Some(actor), correlation_id: request.correlation_id, causation_id: None }
+}
+
+/// The 202 answer of an accepted command.
+pub fn accepted(body: Accepted) -> Result<(axum::http::StatusCode, agora_platform::http::ApiJson<Accepted>), ApiError> {
+    Ok((axum::http::StatusCode::ACCEPTED, agora_platform::http::ApiJson(body)))
+}
+
+/// A post's write-side state; 404 if it was never written.
+pub async fn load_post(
+    app: &AppState,
+    post: agora_schemas::PostId,
+) -> Result<crate::domain::post::PostState, ApiError> {
+    let head = app.aggregates.load(&crate::store::aggregates::key(agora_schemas::AggregateType::Post, post)).await;
+    let head: Head<crate::domain::post::PostState> = head.map_err(append_error)?;
+    Ok(head.state)
+}
+
+/// Whether a user is registered (their aggregate has its first event).
+pub async fn user_exists(app: &AppState, user: UserId) -> Result<bool, ApiError> {
+    let head = app.aggregates.load(&crate::store::aggregates::key(agora_schemas::AggregateType::User, user)).await;
+    let head: Head<crate::domain::user::UserState> = head.map_err(append_error)?;
+    Ok(head.version > 0)
 }
 
 /// How many times a command is decided again after losing a race on its aggregate.
@@ -66,6 +83,9 @@ where
     S: Serialize + DeserializeOwned + Default,
     F: FnMut(&Head<S>) -> Result<Option<(Event, S)>, ApiError>,
 {
+    // Commands on one aggregate take turns within this process, so they race only with
+    // other instances.
+    let _turn = app.locks.lock(key).await;
     for _ in 0..MAX_ATTEMPTS {
         let head: Head<S> = app.aggregates.load(key).await.map_err(append_error)?;
         let Some((event, new_state)) = decide(&head)? else {
@@ -80,14 +100,9 @@ where
             });
         };
         let envelope = Envelope::new(event, head.version + 1, meta.clone());
-        match app
-            .aggregates
-            .append(key, &head, &new_state, &envelope, &app.producer)
-            .await
-        {
+        match app.aggregates.append(key, &head, &new_state, &envelope, &app.producer).await {
             Ok(position) => {
-                metrics::counter!(names::EVENTS_APPENDED, "type" => envelope.event_type())
-                    .increment(1);
+                metrics::counter!(names::EVENTS_APPENDED, "type" => envelope.event_type()).increment(1);
                 tracing::info!(event_id = %envelope.event_id, event_type = envelope.event_type(), %key, "event appended");
                 return Ok(Accepted {
                     event_id: Some(envelope.event_id),
@@ -105,18 +120,13 @@ where
             Err(e) => return Err(append_error(e)),
         }
     }
-    Err(ApiError::Conflict(
-        "the target changed too often; retry".into(),
-    ))
+    Err(ApiError::Conflict("the target changed too often; retry".into()))
 }
 
 pub fn append_error(e: AppendError) -> ApiError {
     match e {
         AppendError::Conflict => ApiError::Conflict("the target changed; retry".into()),
-        AppendError::Busy => ApiError::unavailable(
-            "write-store",
-            "an earlier command on this target is unresolved",
-        ),
+        AppendError::Busy => ApiError::unavailable("write-store", "an earlier command on this target is unresolved"),
         AppendError::Publish(e) => ApiError::unavailable("kafka", e),
         AppendError::Store(e) => ApiError::unavailable("mongodb", e),
         AppendError::Encode(e) => ApiError::internal(e),

@@ -53,26 +53,16 @@ pub fn key(aggregate_type: agora_schemas::AggregateType, id: impl std::fmt::Disp
 
 impl AggregateStore {
     pub fn new(db: &Database, busy_wait: Duration) -> Self {
-        Self {
-            coll: db.collection("aggregates"),
-            busy_wait,
-        }
+        Self { coll: db.collection("aggregates"), busy_wait }
     }
 
     /// The head as it is now; version 0 and default state if the aggregate has no event yet.
-    pub async fn load<S: DeserializeOwned + Default>(
-        &self,
-        key: &str,
-    ) -> Result<Head<S>, AppendError> {
+    pub async fn load<S: DeserializeOwned + Default>(&self, key: &str) -> Result<Head<S>, AppendError> {
         let started = Instant::now();
         let mut pause = Duration::from_millis(5);
         loop {
             let Some(d) = self.coll.find_one(doc! {"_id": key}).await? else {
-                return Ok(Head {
-                    version: 0,
-                    state: S::default(),
-                    position: None,
-                });
+                return Ok(Head { version: 0, state: S::default(), position: None });
             };
             if d.get_str("pending").unwrap_or_default().is_empty() {
                 return Ok(head_from(&d));
@@ -100,7 +90,9 @@ impl AggregateStore {
         if head.version == 0 {
             let reserved = self
                 .coll
-                .insert_one(doc! {"_id": key, "v": next as i64, "state": &state, "pending": &pending, "pos": bson::Bson::Null})
+                .insert_one(
+                    doc! {"_id": key, "v": next as i64, "state": &state, "pending": &pending, "pos": bson::Bson::Null},
+                )
                 .await;
             match reserved {
                 Ok(_) => {}
@@ -122,20 +114,12 @@ impl AggregateStore {
         match producer.publish(envelope).await {
             Ok(position) => {
                 let pos = doc! {"topic": &position.topic, "partition": position.partition, "offset": position.offset};
-                self.settle(
-                    doc! {"_id": key, "pending": &pending},
-                    doc! {"$set": {"pending": "", "pos": pos}},
-                )
-                .await;
+                self.settle(doc! {"_id": key, "pending": &pending}, doc! {"$set": {"pending": "", "pos": pos}}).await;
                 Ok(position)
             }
             Err(e) => {
                 if head.version == 0 {
-                    if let Err(err) = self
-                        .coll
-                        .delete_one(doc! {"_id": key, "pending": &pending})
-                        .await
-                    {
+                    if let Err(err) = self.coll.delete_one(doc! {"_id": key, "pending": &pending}).await {
                         tracing::error!(%key, error = %err, "rolling back a reservation failed");
                     }
                 } else {
@@ -168,11 +152,7 @@ impl AggregateStore {
 
 fn head_from<S: DeserializeOwned + Default>(d: &Document) -> Head<S> {
     let version = d.get_i64("v").unwrap_or(0).max(0) as u64;
-    let state = d
-        .get_document("state")
-        .ok()
-        .and_then(|s| bson::from_document(s.clone()).ok())
-        .unwrap_or_default();
+    let state = d.get_document("state").ok().and_then(|s| bson::from_document(s.clone()).ok()).unwrap_or_default();
     let position = d.get_document("pos").ok().and_then(|p| {
         Some(Position {
             topic: p.get_str("topic").ok()?.to_owned(),
@@ -180,9 +160,5 @@ fn head_from<S: DeserializeOwned + Default>(d: &Document) -> Head<S> {
             offset: p.get_i64("offset").ok()?,
         })
     });
-    Head {
-        version,
-        state,
-        position,
-    }
+    Head { version, state, position }
 }

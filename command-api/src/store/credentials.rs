@@ -26,9 +26,7 @@ pub enum CredentialError {
 
 impl CredentialStore {
     pub fn new(db: &Database) -> Self {
-        Self {
-            coll: db.collection("credentials"),
-        }
+        Self { coll: db.collection("credentials") }
     }
 
     /// Reserves the handle; fails with `HandleTaken` if anyone holds it.
@@ -51,10 +49,7 @@ impl CredentialStore {
 
     /// Releases a handle whose registration could not be recorded in the log.
     pub async fn remove(&self, handle: &str, user: UserId) -> Result<(), mongodb::error::Error> {
-        self.coll
-            .delete_one(doc! {"_id": handle, "user_id": user.to_string()})
-            .await
-            .map(|_| ())
+        self.coll.delete_one(doc! {"_id": handle, "user_id": user.to_string()}).await.map(|_| ())
     }
 
     pub async fn find(&self, handle: &str) -> Result<Option<Credential>, mongodb::error::Error> {
@@ -64,10 +59,7 @@ impl CredentialStore {
         let user_id = d.get_str("user_id").ok().and_then(|s| s.parse().ok());
         let hash = d.get_str("hash").ok();
         Ok(match (user_id, hash) {
-            (Some(user_id), Some(hash)) => Some(Credential {
-                user_id,
-                password_hash: hash.to_owned(),
-            }),
+            (Some(user_id), Some(hash)) => Some(Credential { user_id, password_hash: hash.to_owned() }),
             _ => None,
         })
     }

@@ -9,6 +9,8 @@
 
 pub mod aggregates;
 pub mod credentials;
+pub mod idempotency;
+pub mod locks;
 
 pub use aggregates::{AggregateStore, AppendError, Head};
 pub use credentials::{Credential, CredentialStore};

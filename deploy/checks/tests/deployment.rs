@@ -15,14 +15,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The crates whose code may read `AGORA_` variables.
-const CRATE_DIRS: &[&str] = &[
-    "schemas",
-    "platform",
-    "command-api",
-    "projector",
-    "query-api",
-    "realtime",
-];
+const CRATE_DIRS: &[&str] = &["schemas", "platform", "command-api", "projector", "query-api", "realtime"];
 
 /// Compose services that are not Agora's own but must be there.
 const DEPENDENCY_SERVICES: &[&str] = &["kafka", "mongo", "redis"];
@@ -32,8 +25,7 @@ const COMPOSE_TOPIC_PREFIX: &str = "agora";
 
 fn repo_root() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..");
-    root.canonicalize()
-        .unwrap_or_else(|e| panic!("repo root {}: {e}", root.display()))
+    root.canonicalize().unwrap_or_else(|e| panic!("repo root {}: {e}", root.display()))
 }
 
 fn read(rel: &str) -> String {
@@ -65,28 +57,20 @@ fn table_cells(line: &str) -> Vec<String> {
 }
 
 fn is_separator_row(cells: &[String]) -> bool {
-    cells
-        .iter()
-        .all(|c| !c.is_empty() && c.chars().all(|ch| matches!(ch, '-' | ':' | ' ')))
+    cells.iter().all(|c| !c.is_empty() && c.chars().all(|ch| matches!(ch, '-' | ':' | ' ')))
 }
 
 /// The services of the first table under the `## Services and ports` heading.
 fn readme_services(readme: &str) -> Vec<ReadmeService> {
     const HEADING: &str = "## Services and ports";
     let mut lines = readme.lines().skip_while(|l| l.trim() != HEADING);
-    assert!(
-        lines.next().is_some(),
-        "README.md has no `{HEADING}` heading"
-    );
+    assert!(lines.next().is_some(), "README.md has no `{HEADING}` heading");
     let table: Vec<&str> = lines
         .take_while(|l| !l.starts_with("## "))
         .skip_while(|l| !l.trim_start().starts_with('|'))
         .take_while(|l| l.trim_start().starts_with('|'))
         .collect();
-    assert!(
-        table.len() >= 3,
-        "README.md: no table (header, separator, rows) under `{HEADING}`"
-    );
+    assert!(table.len() >= 3, "README.md: no table (header, separator, rows) under `{HEADING}`");
     let mut services = Vec::new();
     for line in &table[1..] {
         let cells = table_cells(line);
@@ -96,16 +80,10 @@ fn readme_services(readme: &str) -> Vec<ReadmeService> {
         let name = backticked(&cells[0]).unwrap_or_else(|| {
             panic!("README.md `{HEADING}`: the first cell of row `{line}` holds no `service` name in backticks")
         });
-        let addr_var = cells
-            .get(2)
-            .and_then(|c| backticked(c))
-            .filter(|v| v.starts_with("AGORA_"));
+        let addr_var = cells.get(2).and_then(|c| backticked(c)).filter(|v| v.starts_with("AGORA_"));
         services.push(ReadmeService { name, addr_var });
     }
-    assert!(
-        !services.is_empty(),
-        "README.md: the table under `{HEADING}` has no rows"
-    );
+    assert!(!services.is_empty(), "README.md: the table under `{HEADING}` has no rows");
     services
 }
 
@@ -114,10 +92,9 @@ fn readme_services(readme: &str) -> Vec<ReadmeService> {
 
 fn compose() -> Value {
     let text = read("deploy/docker-compose.yml");
-    let mut doc: Value = serde_yaml::from_str(&text)
-        .unwrap_or_else(|e| panic!("deploy/docker-compose.yml is not valid YAML: {e}"));
-    doc.apply_merge()
-        .unwrap_or_else(|e| panic!("deploy/docker-compose.yml: cannot apply `<<` merge keys: {e}"));
+    let mut doc: Value =
+        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("deploy/docker-compose.yml is not valid YAML: {e}"));
+    doc.apply_merge().unwrap_or_else(|e| panic!("deploy/docker-compose.yml: cannot apply `<<` merge keys: {e}"));
     doc
 }
 
@@ -128,9 +105,7 @@ fn services(doc: &Value) -> &Mapping {
 }
 
 fn service<'a>(doc: &'a Value, name: &str) -> &'a Value {
-    services(doc)
-        .get(name)
-        .unwrap_or_else(|| panic!("deploy/docker-compose.yml has no service `{name}`"))
+    services(doc).get(name).unwrap_or_else(|| panic!("deploy/docker-compose.yml has no service `{name}`"))
 }
 
 fn scalar(v: &Value) -> Option<String> {
@@ -149,9 +124,7 @@ fn environment(svc: &Value, name: &str) -> BTreeMap<String, String> {
         None | Some(Value::Null) => {}
         Some(Value::Mapping(m)) => {
             for (k, v) in m {
-                let key = scalar(k).unwrap_or_else(|| {
-                    panic!("compose service `{name}`: non-scalar env key {k:?}")
-                });
+                let key = scalar(k).unwrap_or_else(|| panic!("compose service `{name}`: non-scalar env key {k:?}"));
                 env.insert(key, scalar(v).unwrap_or_default());
             }
         }
@@ -162,9 +135,7 @@ fn environment(svc: &Value, name: &str) -> BTreeMap<String, String> {
                 env.insert(k.to_owned(), v.to_owned());
             }
         }
-        Some(other) => panic!(
-            "compose service `{name}`: `environment` is neither a mapping nor a list: {other:?}"
-        ),
+        Some(other) => panic!("compose service `{name}`: `environment` is neither a mapping nor a list: {other:?}"),
     }
     env
 }
@@ -216,11 +187,7 @@ fn compose_hostnames(doc: &Value) -> BTreeSet<String> {
 /// A compose string-or-list field (`command`, `entrypoint`, healthcheck `test`) as one string.
 fn joined(v: Option<&Value>) -> String {
     match v {
-        Some(Value::Sequence(items)) => items
-            .iter()
-            .filter_map(scalar)
-            .collect::<Vec<_>>()
-            .join(" "),
+        Some(Value::Sequence(items)) => items.iter().filter_map(scalar).collect::<Vec<_>>().join(" "),
         Some(other) => scalar(other).unwrap_or_default(),
         None => String::new(),
     }
@@ -289,34 +256,19 @@ fn compose_points_agora_services_at_compose_hostnames() {
             match env.get(addr_var).map(|v| interpolation_default(v)) {
                 Some(v) if v.starts_with("0.0.0.0:") || v.starts_with("[::]:") => {}
                 Some(v) => {
-                    let _ = writeln!(
-                        problems,
-                        "- `{}`: `{addr_var}={v}` should bind 0.0.0.0",
-                        s.name
-                    );
+                    let _ = writeln!(problems, "- `{}`: `{addr_var}={v}` should bind 0.0.0.0", s.name);
                 }
                 None => {
-                    let _ = writeln!(
-                        problems,
-                        "- `{}`: `{addr_var}` is not set (bind 0.0.0.0:<port>)",
-                        s.name
-                    );
+                    let _ = writeln!(problems, "- `{}`: `{addr_var}` is not set (bind 0.0.0.0:<port>)", s.name);
                 }
             }
         }
         let health = joined(svc.get("healthcheck").and_then(|h| h.get("test")));
         if !health.contains("/ready") {
-            let _ = writeln!(
-                problems,
-                "- `{}`: no healthcheck on `/ready` (test: {health:?})",
-                s.name
-            );
+            let _ = writeln!(problems, "- `{}`: no healthcheck on `/ready` (test: {health:?})", s.name);
         }
     }
-    assert!(
-        problems.is_empty(),
-        "deploy/docker-compose.yml:\n{problems}"
-    );
+    assert!(problems.is_empty(), "deploy/docker-compose.yml:\n{problems}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -335,11 +287,7 @@ fn code_topic_bases() -> BTreeSet<String> {
         .collect()
 }
 
-fn set_difference_report(
-    what: &str,
-    expected: &BTreeSet<String>,
-    actual: &BTreeSet<String>,
-) -> String {
+fn set_difference_report(what: &str, expected: &BTreeSet<String>, actual: &BTreeSet<String>) -> String {
     let missing: Vec<_> = expected.difference(actual).collect();
     let extra: Vec<_> = actual.difference(expected).collect();
     let mut report = String::new();
@@ -355,41 +303,26 @@ fn set_difference_report(
 #[test]
 fn topics_txt_lists_exactly_the_code_topics() {
     let text = read("deploy/local/topics.txt");
-    let lines: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_owned)
-        .collect();
+    let lines: Vec<String> =
+        text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned).collect();
     let listed: BTreeSet<String> = lines.iter().cloned().collect();
     let mut dupes = lines.clone();
     dupes.sort();
-    let dupes: BTreeSet<String> = dupes
-        .windows(2)
-        .filter(|w| w[0] == w[1])
-        .map(|w| w[0].clone())
-        .collect();
+    let dupes: BTreeSet<String> = dupes.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0].clone()).collect();
     let expected = code_topic_bases();
 
     let mut report = set_difference_report("deploy/local/topics.txt", &expected, &listed);
     if !dupes.is_empty() {
         let _ = writeln!(report, "deploy/local/topics.txt repeats {dupes:?}");
     }
-    assert!(
-        report.is_empty(),
-        "{report}(Topics::new(\"x\").all() gives {expected:?})"
-    );
+    assert!(report.is_empty(), "{report}(Topics::new(\"x\").all() gives {expected:?})");
 }
 
 #[test]
 fn compose_kafka_init_creates_exactly_the_code_topics() {
     let doc = compose();
     let init = service(&doc, "kafka-init");
-    let script = format!(
-        "{} {}",
-        joined(init.get("entrypoint")),
-        joined(init.get("command"))
-    );
+    let script = format!("{} {}", joined(init.get("entrypoint")), joined(init.get("command")));
 
     // Every word that names a topic under the compose prefix, e.g. `agora.users`.
     let prefix = format!("{COMPOSE_TOPIC_PREFIX}.");
@@ -398,23 +331,12 @@ fn compose_kafka_init_creates_exactly_the_code_topics() {
         .filter(|w| w.starts_with(&prefix) && w.len() > prefix.len())
         .map(str::to_owned)
         .collect();
-    let expected: BTreeSet<String> = code_topic_bases()
-        .iter()
-        .map(|b| format!("{prefix}{b}"))
-        .collect();
+    let expected: BTreeSet<String> = code_topic_bases().iter().map(|b| format!("{prefix}{b}")).collect();
 
     let mut report = set_difference_report("compose service `kafka-init`", &expected, &created);
-    for needle in [
-        "kafka-topics.sh",
-        "--create",
-        "--partitions 12",
-        "retention.ms=-1",
-    ] {
+    for needle in ["kafka-topics.sh", "--create", "--partitions 12", "retention.ms=-1"] {
         if !script.contains(needle) {
-            let _ = writeln!(
-                report,
-                "compose service `kafka-init` does not use `{needle}`"
-            );
+            let _ = writeln!(report, "compose service `kafka-init` does not use `{needle}`");
         }
     }
     // The services must use the same prefix as the topics kafka-init creates.
@@ -424,10 +346,8 @@ fn compose_kafka_init_creates_exactly_the_code_topics() {
         if let Some(p) = env.get("AGORA_TOPIC_PREFIX")
             && interpolation_default(p) != COMPOSE_TOPIC_PREFIX
         {
-            let _ = writeln!(
-                report,
-                "compose service `{name}` sets AGORA_TOPIC_PREFIX={p}, not {COMPOSE_TOPIC_PREFIX}"
-            );
+            let _ =
+                writeln!(report, "compose service `{name}` sets AGORA_TOPIC_PREFIX={p}, not {COMPOSE_TOPIC_PREFIX}");
         }
     }
     assert!(report.is_empty(), "deploy/docker-compose.yml:\n{report}");
@@ -447,9 +367,7 @@ fn agora_tokens(text: &str) -> BTreeSet<String> {
         let boundary = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
         let mut end = i + HEAD.len();
         while end < bytes.len()
-            && (bytes[end].is_ascii_uppercase()
-                || bytes[end].is_ascii_digit()
-                || bytes[end] == b'_')
+            && (bytes[end].is_ascii_uppercase() || bytes[end].is_ascii_digit() || bytes[end] == b'_')
         {
             end += 1;
         }
@@ -507,15 +425,12 @@ fn without_test_items(source: &str) -> String {
 /// The `.rs` files of `dir`, recursively, skipping `target` and hidden directories and the
 /// integration-test directories `tests` and `benches` (tests may name any variable).
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let entries =
-        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
     for entry in entries {
         let entry = entry.unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        let file_type = entry
-            .file_type()
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let file_type = entry.file_type().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         if file_type.is_dir() {
             if !matches!(name.as_str(), "target" | "tests" | "benches") && !name.starts_with('.') {
                 rust_files(&path, out);
@@ -543,13 +458,8 @@ fn readme_documents_every_agora_variable_in_the_code() {
         rust_files(&dir, &mut files);
         for file in files {
             scanned += 1;
-            let text = std::fs::read_to_string(&file)
-                .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
-            let rel = file
-                .strip_prefix(&root)
-                .unwrap_or(&file)
-                .display()
-                .to_string();
+            let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+            let rel = file.strip_prefix(&root).unwrap_or(&file).display().to_string();
             for token in agora_tokens(&without_test_items(&text)) {
                 if token.starts_with("AGORA_STACK_") || token.starts_with("AGORA_TEST_") {
                     continue;
@@ -558,21 +468,12 @@ fn readme_documents_every_agora_variable_in_the_code() {
             }
         }
     }
-    assert!(
-        scanned > 0,
-        "found no .rs files under {CRATE_DIRS:?} in {}",
-        root.display()
-    );
+    assert!(scanned > 0, "found no .rs files under {CRATE_DIRS:?} in {}", root.display());
 
     let missing: Vec<String> = in_code
         .iter()
         .filter(|(token, _)| !readme.contains(*token))
-        .map(|(token, files)| {
-            format!(
-                "- {token} (named in {})",
-                files.iter().cloned().collect::<Vec<_>>().join(", ")
-            )
-        })
+        .map(|(token, files)| format!("- {token} (named in {})", files.iter().cloned().collect::<Vec<_>>().join(", ")))
         .collect();
     assert!(
         missing.is_empty(),
@@ -588,31 +489,18 @@ fn readme_documents_every_agora_variable_in_the_code() {
 #[test]
 fn helpers_parse_what_they_claim_to() {
     assert_eq!(hosts_of("kafka:9092,kafka2:9092"), vec!["kafka", "kafka2"]);
-    assert_eq!(
-        hosts_of("mongodb://u:p@mongo:27017,m2:27017/agora?replicaSet=rs"),
-        vec!["mongo", "m2"]
-    );
+    assert_eq!(hosts_of("mongodb://u:p@mongo:27017,m2:27017/agora?replicaSet=rs"), vec!["mongo", "m2"]);
     assert_eq!(hosts_of("redis://redis:6379/0"), vec!["redis"]);
     assert_eq!(hosts_of("127.0.0.1:9092"), vec!["127.0.0.1"]);
-    assert_eq!(
-        interpolation_default("${AGORA_X:-kafka:9092}"),
-        "kafka:9092"
-    );
+    assert_eq!(interpolation_default("${AGORA_X:-kafka:9092}"), "kafka:9092");
     assert_eq!(interpolation_default("kafka:9092"), "kafka:9092");
 
-    let tokens =
-        agora_tokens("a AGORA_LOG_FORMAT `AGORA_LOG` XAGORA_NOT AGORA_STACK_ AGORA_ AGORA_lower");
-    assert_eq!(
-        tokens,
-        BTreeSet::from(["AGORA_LOG".to_owned(), "AGORA_LOG_FORMAT".to_owned()])
-    );
+    let tokens = agora_tokens("a AGORA_LOG_FORMAT `AGORA_LOG` XAGORA_NOT AGORA_STACK_ AGORA_ AGORA_lower");
+    assert_eq!(tokens, BTreeSet::from(["AGORA_LOG".to_owned(), "AGORA_LOG_FORMAT".to_owned()]));
 
     let src = "fn a() { \"AGORA_REAL\"; }\n#[cfg(test)]\nmod tests { fn t() { let _ = \"AGORA_FAKE\"; if x { } } }\nfn b() {}\n";
     let kept = without_test_items(src);
-    assert!(
-        kept.contains("AGORA_REAL") && !kept.contains("AGORA_FAKE") && kept.contains("fn b()"),
-        "{kept}"
-    );
+    assert!(kept.contains("AGORA_REAL") && !kept.contains("AGORA_FAKE") && kept.contains("fn b()"), "{kept}");
 
     let readme = "x\n## Services and ports\n\n| service | bind | env override | role |\n| --- | --- | --- | --- |\n\
                   | `a-b` | 1 | `AGORA_A_ADDR` | r |\n| `c` | 2 | none | r |\n\n## Next\n| `d` | | | |\n";
@@ -633,17 +521,10 @@ fn the_contract_copy_matches_the_shared_contract() {
     let shared = repo_root().join("..").join("shared").join("CONTRACT.md");
     let Ok(original) = std::fs::read_to_string(&shared) else {
         // A clone on its own: the copy is all there is.
-        assert!(
-            repo_root().join("docs/contract.md").exists(),
-            "docs/contract.md is missing"
-        );
+        assert!(repo_root().join("docs/contract.md").exists(), "docs/contract.md is missing");
         return;
     };
-    assert!(
-        read("docs/contract.md") == original,
-        "docs/contract.md differs from {}: copy it again",
-        shared.display()
-    );
+    assert!(read("docs/contract.md") == original, "docs/contract.md differs from {}: copy it again", shared.display());
 }
 
 /// Every metric name defined in a `telemetry.rs` is documented in `docs/metrics.md`.
@@ -658,17 +539,11 @@ fn every_metric_is_documented() {
         };
         for (i, _) in code.match_indices("\"agora_") {
             let rest = &code[i + 1..];
-            let name: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
-                .collect();
+            let name: String = rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
             if !doc.contains(&format!("`{name}`")) {
                 missing.insert(format!("{name} ({dir}/src/telemetry.rs)"));
             }
         }
     }
-    assert!(
-        missing.is_empty(),
-        "metrics missing from docs/metrics.md: {missing:?}"
-    );
+    assert!(missing.is_empty(), "metrics missing from docs/metrics.md: {missing:?}");
 }

@@ -12,10 +12,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -38,18 +35,11 @@ pub enum ApiError {
     #[error("body is not JSON")]
     UnsupportedMediaType,
     #[error("invalid: {detail}")]
-    Invalid {
-        detail: String,
-        errors: Vec<FieldError>,
-    },
+    Invalid { detail: String, errors: Vec<FieldError> },
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
     #[error("dependency unavailable: {dependency}: {cause}")]
-    Unavailable {
-        dependency: &'static str,
-        cause: String,
-        retry_after_secs: u64,
-    },
+    Unavailable { dependency: &'static str, cause: String, retry_after_secs: u64 },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -68,18 +58,11 @@ struct Problem<'a> {
 impl ApiError {
     pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
         let message = message.into();
-        ApiError::Invalid {
-            detail: format!("{field}: {message}"),
-            errors: vec![FieldError::new(field, message)],
-        }
+        ApiError::Invalid { detail: format!("{field}: {message}"), errors: vec![FieldError::new(field, message)] }
     }
 
     pub fn unavailable(dependency: &'static str, cause: impl std::fmt::Display) -> Self {
-        ApiError::Unavailable {
-            dependency,
-            cause: cause.to_string(),
-            retry_after_secs: 1,
-        }
+        ApiError::Unavailable { dependency, cause: cause.to_string(), retry_after_secs: 1 }
     }
 
     pub fn internal(cause: impl std::fmt::Display) -> Self {
@@ -123,10 +106,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let detail = match &self {
-            ApiError::BadRequest(d)
-            | ApiError::Unauthorized(d)
-            | ApiError::Forbidden(d)
-            | ApiError::Conflict(d) => d.clone(),
+            ApiError::BadRequest(d) | ApiError::Unauthorized(d) | ApiError::Forbidden(d) | ApiError::Conflict(d) => {
+                d.clone()
+            }
             ApiError::NotFound => "no such resource".into(),
             ApiError::PayloadTooLarge => {
                 format!("the body is over {} bytes", super::BODY_LIMIT_BYTES)
@@ -134,9 +116,7 @@ impl IntoResponse for ApiError {
             ApiError::UnsupportedMediaType => "the body must be application/json".into(),
             ApiError::Invalid { detail, .. } => detail.clone(),
             ApiError::RateLimited { .. } => "too many requests; retry later".into(),
-            ApiError::Unavailable {
-                dependency, cause, ..
-            } => {
+            ApiError::Unavailable { dependency, cause, .. } => {
                 tracing::warn!(dependency, %cause, "answering 503");
                 "a dependency is unavailable; nothing was accepted, retry later".into()
             }
@@ -159,15 +139,11 @@ impl IntoResponse for ApiError {
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         let retry_after = match &self {
-            ApiError::RateLimited { retry_after_secs }
-            | ApiError::Unavailable {
-                retry_after_secs, ..
-            } => Some(*retry_after_secs),
+            ApiError::RateLimited { retry_after_secs } | ApiError::Unavailable { retry_after_secs, .. } => {
+                Some(*retry_after_secs)
+            }
             _ => None,
         };
         if let Some(secs) = retry_after {

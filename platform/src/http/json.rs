@@ -30,19 +30,12 @@ where
 fn map_rejection(r: JsonRejection) -> ApiError {
     match r {
         JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
-        JsonRejection::JsonSyntaxError(e) => {
-            ApiError::BadRequest(format!("malformed JSON: {}", e.body_text()))
-        }
+        JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest(format!("malformed JSON: {}", e.body_text())),
         JsonRejection::JsonDataError(e) => {
             let text = e.body_text();
-            ApiError::Invalid {
-                detail: text,
-                errors: Vec::new(),
-            }
+            ApiError::Invalid { detail: text, errors: Vec::new() }
         }
-        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::PayloadTooLarge
-        }
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
         other => {
             if other.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge
@@ -56,5 +49,26 @@ fn map_rejection(r: JsonRejection) -> ApiError {
 impl<T: Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
+    }
+}
+
+/// An optional body: a request without one (no `Content-Type`, empty body) gives `None`;
+/// any body present must be valid JSON as for [`ApiJson`].
+impl<S, T> axum::extract::OptionalFromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
+        let no_type = !req.headers().contains_key(axum::http::header::CONTENT_TYPE);
+        let (parts, body) = req.into_parts();
+        let bytes = axum::body::to_bytes(body, super::BODY_LIMIT_BYTES).await.map_err(|_| ApiError::PayloadTooLarge)?;
+        if no_type && bytes.is_empty() {
+            return Ok(None);
+        }
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+        <ApiJson<T> as FromRequest<S>>::from_request(req, state).await.map(Some)
     }
 }

@@ -7,11 +7,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use std::time::Duration;
 
 /// Creates the topics that do not exist yet; existing ones are left as they are.
-pub async fn ensure_topics(
-    brokers: &str,
-    names: &[String],
-    partitions: i32,
-) -> Result<(), KafkaError> {
+pub async fn ensure_topics(brokers: &str, names: &[String], partitions: i32) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = super::config::base_config(brokers).create()?;
     let topics: Vec<NewTopic<'_>> = names
         .iter()

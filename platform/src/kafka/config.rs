@@ -21,14 +21,8 @@ pub fn producer_config(brokers: &str, delivery_timeout: Duration) -> ClientConfi
     c.set("enable.idempotence", "true")
         .set("acks", "all")
         .set("max.in.flight.requests.per.connection", "5")
-        .set(
-            "message.timeout.ms",
-            delivery_timeout.as_millis().to_string(),
-        )
-        .set(
-            "request.timeout.ms",
-            delivery_timeout.as_millis().min(30_000).to_string(),
-        )
+        .set("message.timeout.ms", delivery_timeout.as_millis().to_string())
+        .set("request.timeout.ms", delivery_timeout.as_millis().min(30_000).to_string())
         .set("linger.ms", "2")
         .set("compression.type", "lz4");
     c

@@ -22,11 +22,7 @@ pub enum Handled {
 }
 
 /// Creates a consumer-group member subscribed to `topics`.
-pub fn subscribe(
-    brokers: &str,
-    group_id: &str,
-    topics: &[String],
-) -> Result<StreamConsumer, KafkaError> {
+pub fn subscribe(brokers: &str, group_id: &str, topics: &[String]) -> Result<StreamConsumer, KafkaError> {
     let consumer: StreamConsumer = super::consumer_config(brokers, group_id).create()?;
     let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&refs)?;

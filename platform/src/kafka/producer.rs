@@ -26,24 +26,14 @@ pub struct EventProducer {
 
 impl std::fmt::Debug for EventProducer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventProducer")
-            .field("topics", &self.topics)
-            .finish_non_exhaustive()
+        f.debug_struct("EventProducer").field("topics", &self.topics).finish_non_exhaustive()
     }
 }
 
 impl EventProducer {
-    pub fn new(
-        brokers: &str,
-        topics: Topics,
-        delivery_timeout: Duration,
-    ) -> Result<Self, rdkafka::error::KafkaError> {
+    pub fn new(brokers: &str, topics: Topics, delivery_timeout: Duration) -> Result<Self, rdkafka::error::KafkaError> {
         let producer = super::config::producer_config(brokers, delivery_timeout).create()?;
-        Ok(Self {
-            producer,
-            topics,
-            delivery_timeout,
-        })
+        Ok(Self { producer, topics, delivery_timeout })
     }
 
     pub fn topics(&self) -> &Topics {
@@ -58,35 +48,15 @@ impl EventProducer {
         let event_id = envelope.event_id.to_string();
         let version = envelope.payload.schema_version().to_string();
         let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "event_type",
-                value: Some(envelope.event_type()),
-            })
-            .insert(Header {
-                key: "schema_version",
-                value: Some(version.as_str()),
-            })
-            .insert(Header {
-                key: "event_id",
-                value: Some(event_id.as_str()),
-            });
-        let record = FutureRecord::to(&topic)
-            .key(&key)
-            .payload(&value)
-            .headers(headers);
+            .insert(Header { key: "event_type", value: Some(envelope.event_type()) })
+            .insert(Header { key: "schema_version", value: Some(version.as_str()) })
+            .insert(Header { key: "event_id", value: Some(event_id.as_str()) });
+        let record = FutureRecord::to(&topic).key(&key).payload(&value).headers(headers);
         let started = std::time::Instant::now();
-        let outcome = self
-            .producer
-            .send(record, Timeout::After(self.delivery_timeout))
-            .await;
-        metrics::histogram!(crate::telemetry::names::KAFKA_PUBLISH_SECONDS)
-            .record(started.elapsed().as_secs_f64());
+        let outcome = self.producer.send(record, Timeout::After(self.delivery_timeout)).await;
+        metrics::histogram!(crate::telemetry::names::KAFKA_PUBLISH_SECONDS).record(started.elapsed().as_secs_f64());
         match outcome {
-            Ok(delivery) => Ok(Position {
-                topic,
-                partition: delivery.partition,
-                offset: delivery.offset,
-            }),
+            Ok(delivery) => Ok(Position { topic, partition: delivery.partition, offset: delivery.offset }),
             Err((e, _)) => {
                 metrics::counter!(crate::telemetry::names::KAFKA_PUBLISH_FAILURES).increment(1);
                 Err(PublishError::Unavailable(e))

@@ -17,9 +17,7 @@ impl Origin {
     }
 }
 
-fn absorb_duplicate(
-    result: Result<(), mongodb::error::Error>,
-) -> Result<(), mongodb::error::Error> {
+fn absorb_duplicate(result: Result<(), mongodb::error::Error>) -> Result<(), mongodb::error::Error> {
     match result {
         // The guard did not match an existing document, so the upsert tried to insert its
         // `_id` again: the event was applied before.
@@ -38,12 +36,7 @@ pub async fn set_versioned(
     let version = version as i64;
     set.insert("v", version);
     let filter = doc! {"_id": id, "$or": [{"v": {"$exists": false}}, {"v": {"$lt": version}}]};
-    absorb_duplicate(
-        coll.update_one(filter, doc! {"$set": set})
-            .upsert(true)
-            .await
-            .map(|_| ()),
-    )
+    absorb_duplicate(coll.update_one(filter, doc! {"$set": set}).upsert(true).await.map(|_| ()))
 }
 
 /// Adds `inc` to counters of a document, once per event: the per-partition watermark moves to
@@ -55,13 +48,7 @@ pub async fn bump_counters(
     inc: Document,
 ) -> Result<(), mongodb::error::Error> {
     let field = origin.watermark_field();
-    let filter =
-        doc! {"_id": id, "$or": [{&field: {"$exists": false}}, {&field: {"$lt": origin.offset}}]};
+    let filter = doc! {"_id": id, "$or": [{&field: {"$exists": false}}, {&field: {"$lt": origin.offset}}]};
     let update = doc! {"$inc": inc, "$set": {&field: origin.offset}};
-    absorb_duplicate(
-        coll.update_one(filter, update)
-            .upsert(true)
-            .await
-            .map(|_| ()),
-    )
+    absorb_duplicate(coll.update_one(filter, update).upsert(true).await.map(|_| ()))
 }

@@ -46,37 +46,21 @@ impl ReadModels {
         let idx = |keys: Document, name: &str| {
             IndexModel::builder()
                 .keys(keys)
-                .options(
-                    mongodb::options::IndexOptions::builder()
-                        .name(name.to_owned())
-                        .build(),
-                )
+                .options(mongodb::options::IndexOptions::builder().name(name.to_owned()).build())
                 .build()
         };
-        self.posts
-            .create_index(idx(doc! {"author_id": 1, "_id": -1}, "author_newest"))
+        self.posts.create_index(idx(doc! {"author_id": 1, "_id": -1}, "author_newest")).await?;
+        self.follows
+            .create_index(idx(doc! {"followee_id": 1, "active": 1, "created_at": -1}, "followers_newest"))
             .await?;
         self.follows
-            .create_index(idx(
-                doc! {"followee_id": 1, "active": 1, "created_at": -1},
-                "followers_newest",
-            ))
-            .await?;
-        self.follows
-            .create_index(idx(
-                doc! {"follower_id": 1, "active": 1, "created_at": -1},
-                "following_newest",
-            ))
+            .create_index(idx(doc! {"follower_id": 1, "active": 1, "created_at": -1}, "following_newest"))
             .await?;
         Ok(())
     }
 
     /// Applies one event. Applying it again, or any earlier event again, changes nothing.
-    pub async fn apply(
-        &self,
-        envelope: &Envelope,
-        origin: &Origin,
-    ) -> Result<(), mongodb::error::Error> {
+    pub async fn apply(&self, envelope: &Envelope, origin: &Origin) -> Result<(), mongodb::error::Error> {
         let v = envelope.aggregate_version;
         let at = DateTime::from_millis(envelope.occurred_at.timestamp_millis());
         match &envelope.payload {
@@ -142,20 +126,8 @@ impl ReadModels {
                 .await
             }
             Event::PostDeleted(e) => {
-                bump_counters(
-                    &self.users,
-                    &e.author_id.to_string(),
-                    origin,
-                    doc! {"posts": -1},
-                )
-                .await?;
-                set_versioned(
-                    &self.posts,
-                    &e.post_id.to_string(),
-                    v,
-                    doc! {"deleted": true},
-                )
-                .await
+                bump_counters(&self.users, &e.author_id.to_string(), origin, doc! {"posts": -1}).await?;
+                set_versioned(&self.posts, &e.post_id.to_string(), v, doc! {"deleted": true}).await
             }
             // The remaining read models (likes, comments, feeds, notifications, conversations,
             // games) are built by the read-side work of issue 4; their events pass through.

@@ -14,12 +14,7 @@ use mongodb::bson::{Document, doc};
 use std::collections::HashMap;
 
 async fn user_doc(app: &AppState, user: UserId) -> Result<Document, ApiError> {
-    let d = app
-        .models
-        .users
-        .find_one(doc! {"_id": user.to_string()})
-        .await
-        .map_err(store_error)?;
+    let d = app.models.users.find_one(doc! {"_id": user.to_string()}).await.map_err(store_error)?;
     d.filter(views::is_registered).ok_or(ApiError::NotFound)
 }
 
@@ -38,15 +33,9 @@ pub async fn by_handle(
     _me: AuthUser,
     Path(handle): Path<String>,
 ) -> Result<ApiJson<Profile>, ApiError> {
-    let h = app
-        .models
-        .handles
-        .find_one(doc! {"_id": &handle})
-        .await
-        .map_err(store_error)?;
-    let user: UserId = h
-        .and_then(|d| d.get_str("user_id").ok().and_then(|s| s.parse().ok()))
-        .ok_or(ApiError::NotFound)?;
+    let h = app.models.handles.find_one(doc! {"_id": &handle}).await.map_err(store_error)?;
+    let user: UserId =
+        h.and_then(|d| d.get_str("user_id").ok().and_then(|s| s.parse().ok())).ok_or(ApiError::NotFound)?;
     let d = user_doc(&app, user).await?;
     views::profile(&d).map(ApiJson).ok_or(ApiError::NotFound)
 }
@@ -60,14 +49,12 @@ pub async fn posts(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<ApiJson<Page<Post>>, ApiError> {
     let q = params(query)?;
-    let limit = cursor::limit(q.get("limit").map(String::as_str))
-        .map_err(|m| ApiError::invalid_field("limit", m))?;
+    let limit = cursor::limit(q.get("limit").map(String::as_str)).map_err(|m| ApiError::invalid_field("limit", m))?;
     let user: UserId = user_id.parse().map_err(|_| ApiError::NotFound)?;
     let author = views::user_ref(&user_doc(&app, user).await?).ok_or(ApiError::NotFound)?;
     let mut filter = doc! {"author_id": user.to_string(), "deleted": false};
     if let Some(c) = q.get("cursor") {
-        let after =
-            cursor::decode(c).map_err(|_| ApiError::BadRequest("malformed cursor".into()))?;
+        let after = cursor::decode(c).map_err(|_| ApiError::BadRequest("malformed cursor".into()))?;
         filter.insert("_id", doc! {"$lt": after});
     }
     let docs: Vec<Document> = app
@@ -89,28 +76,15 @@ pub async fn posts(
             items.push(p);
         }
     }
-    let next_cursor = if more {
-        items.last().map(|p| cursor::encode(&p.post_id))
-    } else {
-        None
-    };
+    let next_cursor = if more { items.last().map(|p| cursor::encode(&p.post_id)) } else { None };
     Ok(ApiJson(Page { items, next_cursor }))
 }
 
 async fn liked_by(app: &AppState, post: &Document, me: UserId) -> Result<bool, ApiError> {
-    let Some(post_id) = post
-        .get_str("_id")
-        .ok()
-        .and_then(|s| s.parse::<PostId>().ok())
-    else {
+    let Some(post_id) = post.get_str("_id").ok().and_then(|s| s.parse::<PostId>().ok()) else {
         return Ok(false);
     };
     let like = LikeId::of(post_id, me).to_string();
-    let found = app
-        .models
-        .likes
-        .find_one(doc! {"_id": like, "active": true})
-        .await
-        .map_err(store_error)?;
+    let found = app.models.likes.find_one(doc! {"_id": like, "active": true}).await.map_err(store_error)?;
     Ok(found.is_some())
 }

@@ -10,12 +10,8 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.as_slice() {
-        [cmd, dir] if cmd == "json" => {
-            write(dir, agora_schemas::catalog::json_schema_files(), true)
-        }
-        [cmd, dir] if cmd == "fixtures" => {
-            write(dir, agora_schemas::catalog::fixture_files(), false)
-        }
+        [cmd, dir] if cmd == "json" => write(dir, agora_schemas::catalog::json_schema_files(), true),
+        [cmd, dir] if cmd == "fixtures" => write(dir, agora_schemas::catalog::fixture_files(), false),
         _ => Err("usage: agora-schemas json <dir> | agora-schemas fixtures <dir>".to_owned()),
     };
     match result {
@@ -27,11 +23,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn write(
-    dir: &str,
-    files: Result<Vec<(String, String)>, serde_json::Error>,
-    overwrite: bool,
-) -> Result<(), String> {
+fn write(dir: &str, files: Result<Vec<(String, String)>, serde_json::Error>, overwrite: bool) -> Result<(), String> {
     let files = files.map_err(|e| e.to_string())?;
     let dir = Path::new(dir);
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;

@@ -31,26 +31,10 @@ impl Stack {
     pub async fn require_up(&self) {
         for (name, addr) in [
             ("kafka", self.kafka.clone()),
-            (
-                "ferretdb",
-                self.mongo
-                    .trim_start_matches("mongodb://")
-                    .trim_end_matches('/')
-                    .to_owned(),
-            ),
-            (
-                "redis",
-                self.redis
-                    .trim_start_matches("redis://")
-                    .trim_end_matches('/')
-                    .to_owned(),
-            ),
+            ("ferretdb", self.mongo.trim_start_matches("mongodb://").trim_end_matches('/').to_owned()),
+            ("redis", self.redis.trim_start_matches("redis://").trim_end_matches('/').to_owned()),
         ] {
-            let ok = tokio::time::timeout(
-                Duration::from_secs(3),
-                tokio::net::TcpStream::connect(&addr),
-            )
-            .await;
+            let ok = tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(&addr)).await;
             assert!(
                 matches!(ok, Ok(Ok(_))),
                 "{name} is not reachable at {addr}: start the stack with `deploy/local/stack.sh up` \
@@ -107,56 +91,33 @@ impl TestApp {
             ("AGORA_PROJECTOR_ADDR", "127.0.0.1:0".to_owned()),
             ("AGORA_READY_TIMEOUT_MS", "1500".to_owned()),
             ("AGORA_SHUTDOWN_TIMEOUT_MS", "3000".to_owned()),
-            (
-                "AGORA_LOG",
-                std::env::var("AGORA_TEST_LOG").unwrap_or_else(|_| "warn".to_owned()),
-            ),
+            ("AGORA_LOG", std::env::var("AGORA_TEST_LOG").unwrap_or_else(|_| "warn".to_owned())),
         ]);
         // Logs go through the test harness, so they show only for a failing test.
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                env.string("AGORA_LOG", "warn"),
-            ))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(env.string("AGORA_LOG", "warn")))
             .with_test_writer()
             .try_init();
         let common = agora_platform::config::CommonConfig::from_env(&env).unwrap();
-        agora_platform::kafka::ensure_topics(
-            &stack.kafka,
-            &common.topics().all(),
-            common.topic_partitions,
-        )
-        .await
-        .expect("creating the test's topics");
+        agora_platform::kafka::ensure_topics(&stack.kafka, &common.topics().all(), common.topic_partitions)
+            .await
+            .expect("creating the test's topics");
 
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
-        let command = agora_command_api::Application::build(
-            agora_command_api::CommandConfig::from_env(&env).unwrap(),
-        )
-        .await
-        .unwrap();
-        let query = agora_query_api::Application::build(
-            agora_query_api::QueryConfig::from_env(&env).unwrap(),
-        )
-        .await
-        .unwrap();
-        let realtime = agora_realtime::Application::build(
-            agora_realtime::RealtimeConfig::from_env(&env).unwrap(),
-        )
-        .await
-        .unwrap();
-        let projector = agora_projector::Application::build(
-            agora_projector::ProjectorConfig::from_env(&env).unwrap(),
-        )
-        .await
-        .unwrap();
+        let command = agora_command_api::Application::build(agora_command_api::CommandConfig::from_env(&env).unwrap())
+            .await
+            .unwrap();
+        let query =
+            agora_query_api::Application::build(agora_query_api::QueryConfig::from_env(&env).unwrap()).await.unwrap();
+        let realtime =
+            agora_realtime::Application::build(agora_realtime::RealtimeConfig::from_env(&env).unwrap()).await.unwrap();
+        let projector = agora_projector::Application::build(agora_projector::ProjectorConfig::from_env(&env).unwrap())
+            .await
+            .unwrap();
         let url = |port: u16| format!("http://127.0.0.1:{port}");
-        let (command_url, query_url, realtime_url, projector_url) = (
-            url(command.port()),
-            url(query.port()),
-            url(realtime.port()),
-            url(projector.port()),
-        );
+        let (command_url, query_url, realtime_url, projector_url) =
+            (url(command.port()), url(query.port()), url(realtime.port()), url(projector.port()));
         let realtime_port = realtime.port();
         let s = stopper(&stop_rx);
         tasks.push(tokio::spawn(async move { command.run(s).await.unwrap() }));
@@ -174,10 +135,7 @@ impl TestApp {
             realtime: realtime_url,
             projector: projector_url,
             realtime_port,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(15))
-                .build()
-                .unwrap(),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap(),
             stack,
             stop,
             tasks,
@@ -202,48 +160,28 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        assert_eq!(
-            res.status(),
-            201,
-            "register {handle}: {}",
-            res.text().await.unwrap_or_default()
-        );
+        assert_eq!(res.status(), 201, "register {handle}: {}", res.text().await.unwrap_or_default());
         let body: serde_json::Value = res.json().await.unwrap();
-        (
-            body["user_id"].as_str().unwrap().to_owned(),
-            body["token"].as_str().unwrap().to_owned(),
-        )
+        (body["user_id"].as_str().unwrap().to_owned(), body["token"].as_str().unwrap().to_owned())
     }
 
     pub async fn get(&self, base: &str, path: &str, token: &str) -> (u16, serde_json::Value) {
-        let res = self
-            .http
-            .get(format!("{base}{path}"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
+        let res = self.http.get(format!("{base}{path}")).bearer_auth(token).send().await.unwrap();
         let status = res.status().as_u16();
         (status, res.json().await.unwrap_or(serde_json::Value::Null))
     }
 
     /// Connects a WebSocket for `token` and returns it after the `ready` frame.
     pub async fn connect_ws(&self, token: &str) -> (Ws, serde_json::Value) {
-        let url = format!(
-            "ws://127.0.0.1:{}/v1/stream?token={token}",
-            self.realtime_port
-        );
+        let url = format!("ws://127.0.0.1:{}/v1/stream?token={token}", self.realtime_port);
         let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        let ready = next_json(&mut ws, Duration::from_secs(10))
-            .await
-            .expect("a ready frame");
+        let ready = next_json(&mut ws, Duration::from_secs(10)).await.expect("a ready frame");
         assert_eq!(ready["type"], "ready", "{ready}");
         (ws, ready)
     }
 }
 
-pub type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// The next JSON text frame within `within`, skipping pings.
 pub async fn next_json(ws: &mut Ws, within: Duration) -> Option<serde_json::Value> {
@@ -272,10 +210,7 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {within:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(250));
     }

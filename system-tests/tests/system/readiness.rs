@@ -14,11 +14,7 @@ struct OwnStack {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn script() -> PathBuf {
@@ -27,12 +23,8 @@ fn script() -> PathBuf {
 
 impl OwnStack {
     fn new() -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("agora-readiness-{}", uuid::Uuid::new_v4().simple()));
-        Self {
-            dir,
-            ports: [free_port(), free_port(), free_port(), free_port()],
-        }
+        let dir = std::env::temp_dir().join(format!("agora-readiness-{}", uuid::Uuid::new_v4().simple()));
+        Self { dir, ports: [free_port(), free_port(), free_port(), free_port()] }
     }
 
     fn run(&self, args: &[&str]) {
@@ -41,10 +33,7 @@ impl OwnStack {
             .args(args)
             .env("AGORA_STACK_DIR", &self.dir)
             .env("AGORA_STACK_KAFKA_PORT", self.ports[0].to_string())
-            .env(
-                "AGORA_STACK_KAFKA_CONTROLLER_PORT",
-                self.ports[1].to_string(),
-            )
+            .env("AGORA_STACK_KAFKA_CONTROLLER_PORT", self.ports[1].to_string())
             .env("AGORA_STACK_MONGO_PORT", self.ports[2].to_string())
             .env("AGORA_STACK_REDIS_PORT", self.ports[3].to_string())
             .env("AGORA_TOPIC_PREFIX", "unused")
@@ -75,10 +64,7 @@ impl Drop for OwnStack {
             .arg("down")
             .env("AGORA_STACK_DIR", &self.dir)
             .env("AGORA_STACK_KAFKA_PORT", self.ports[0].to_string())
-            .env(
-                "AGORA_STACK_KAFKA_CONTROLLER_PORT",
-                self.ports[1].to_string(),
-            )
+            .env("AGORA_STACK_KAFKA_CONTROLLER_PORT", self.ports[1].to_string())
             .env("AGORA_STACK_MONGO_PORT", self.ports[2].to_string())
             .env("AGORA_STACK_REDIS_PORT", self.ports[3].to_string())
             .env("AGORA_STACK_STOP_SECS", "5")
@@ -95,11 +81,7 @@ async fn ready(app: &TestApp, base: &str) -> (u16, serde_json::Value) {
 fn failing(body: &serde_json::Value) -> Vec<String> {
     body["failing"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
         .unwrap_or_default()
 }
 
@@ -109,39 +91,21 @@ async fn ready_turns_503_naming_each_stopped_dependency_and_recovers() {
     own.run(&["up"]);
     let app = TestApp::spawn_on(own.stack()).await;
     let services = [
-        (
-            "command-api",
-            app.command.clone(),
-            vec!["kafka", "mongodb", "redis"],
-        ),
+        ("command-api", app.command.clone(), vec!["kafka", "mongodb", "redis"]),
         ("query-api", app.query.clone(), vec!["mongodb", "redis"]),
-        (
-            "realtime",
-            app.realtime.clone(),
-            vec!["kafka", "mongodb", "redis"],
-        ),
-        (
-            "projector",
-            app.projector.clone(),
-            vec!["kafka", "mongodb", "redis"],
-        ),
+        ("realtime", app.realtime.clone(), vec!["kafka", "mongodb", "redis"]),
+        ("projector", app.projector.clone(), vec!["kafka", "mongodb", "redis"]),
     ];
     for (name, base, _) in &services {
-        eventually(
-            Duration::from_secs(30),
-            &format!("{name} ready"),
-            || async { (ready(&app, base).await.0 == 200).then_some(()) },
-        )
+        eventually(Duration::from_secs(30), &format!("{name} ready"), || async {
+            (ready(&app, base).await.0 == 200).then_some(())
+        })
         .await;
         let (_, body) = ready(&app, base).await;
         assert_eq!(body, serde_json::json!({"status": "ready"}), "{name}");
     }
 
-    for (dependency, stack_name) in [
-        ("kafka", "kafka"),
-        ("mongodb", "ferretdb"),
-        ("redis", "redis"),
-    ] {
+    for (dependency, stack_name) in [("kafka", "kafka"), ("mongodb", "ferretdb"), ("redis", "redis")] {
         own.run(&["stop", stack_name]);
         let stopped = Instant::now();
         for (name, base, uses) in &services {
@@ -149,28 +113,19 @@ async fn ready_turns_503_naming_each_stopped_dependency_and_recovers() {
             if uses.contains(&dependency) {
                 assert_eq!(status, 503, "{name} with {stack_name} down: {body}");
                 assert_eq!(body["status"], "unavailable");
-                assert_eq!(
-                    failing(&body),
-                    vec![dependency.to_owned()],
-                    "{name} with {stack_name} down"
-                );
+                assert_eq!(failing(&body), vec![dependency.to_owned()], "{name} with {stack_name} down");
             } else {
                 assert_eq!(status, 200, "{name} does not use {stack_name}: {body}");
             }
         }
         let noticed = stopped.elapsed();
-        assert!(
-            noticed < Duration::from_secs(5),
-            "503s took {noticed:?} after {stack_name} stopped"
-        );
+        assert!(noticed < Duration::from_secs(5), "503s took {noticed:?} after {stack_name} stopped");
 
         own.run(&["start", stack_name]);
         for (name, base, _) in &services {
-            eventually(
-                Duration::from_secs(60),
-                &format!("{name} ready again after {stack_name} restart"),
-                || async { (ready(&app, base).await.0 == 200).then_some(()) },
-            )
+            eventually(Duration::from_secs(60), &format!("{name} ready again after {stack_name} restart"), || async {
+                (ready(&app, base).await.0 == 200).then_some(())
+            })
             .await;
         }
     }

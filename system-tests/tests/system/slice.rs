@@ -11,39 +11,22 @@ async fn a_post_reaches_the_query_api_and_the_followers_socket() {
     let (b, b_token) = app.register("bob").await;
 
     // B follows A, and the follow is visible on the read side before A posts.
-    let res = app
-        .http
-        .put(format!("{}/v1/follows/{a}", app.command))
-        .bearer_auth(&b_token)
-        .send()
-        .await
-        .unwrap();
+    let res = app.http.put(format!("{}/v1/follows/{a}", app.command)).bearer_auth(&b_token).send().await.unwrap();
     assert_eq!(res.status(), 202);
     let follow: serde_json::Value = res.json().await.unwrap();
     assert!(follow["event_id"].is_string(), "{follow}");
     assert_eq!(follow["version"], 1);
-    eventually(
-        Duration::from_secs(30),
-        "A's follower count to reach 1",
-        || async {
-            let (status, profile) = app
-                .get(&app.query, &format!("/v1/users/{a}"), &b_token)
-                .await;
-            (status == 200 && profile["followers"] == 1).then_some(())
-        },
-    )
+    eventually(Duration::from_secs(30), "A's follower count to reach 1", || async {
+        let (status, profile) = app.get(&app.query, &format!("/v1/users/{a}"), &b_token).await;
+        (status == 200 && profile["followers"] == 1).then_some(())
+    })
     .await;
-    let (_, profile_b) = app
-        .get(&app.query, &format!("/v1/users/{b}"), &b_token)
-        .await;
+    let (_, profile_b) = app.get(&app.query, &format!("/v1/users/{b}"), &b_token).await;
     assert_eq!(profile_b["following"], 1, "{profile_b}");
 
     // B is connected when A posts.
     let (mut ws, ready) = app.connect_ws(&b_token).await;
-    assert!(
-        ready["connection_id"].is_string() && ready["stream_pos"].is_string(),
-        "{ready}"
-    );
+    assert!(ready["connection_id"].is_string() && ready["stream_pos"].is_string(), "{ready}");
 
     let res = app
         .http
@@ -62,9 +45,7 @@ async fn a_post_reaches_the_query_api_and_the_followers_socket() {
 
     // The query API serves it from the projector's read model.
     let page = eventually(Duration::from_secs(30), "the post in A's posts", || async {
-        let (status, page) = app
-            .get(&app.query, &format!("/v1/users/{a}/posts"), &b_token)
-            .await;
+        let (status, page) = app.get(&app.query, &format!("/v1/users/{a}/posts"), &b_token).await;
         (status == 200 && page["items"].as_array().is_some_and(|i| !i.is_empty())).then_some(page)
     })
     .await;
@@ -76,36 +57,18 @@ async fn a_post_reaches_the_query_api_and_the_followers_socket() {
     assert!(page["next_cursor"].is_null());
 
     // B's socket receives exactly one feed.post for it.
-    let frame = next_json(&mut ws, Duration::from_secs(30))
-        .await
-        .expect("a feed.post frame");
+    let frame = next_json(&mut ws, Duration::from_secs(30)).await.expect("a feed.post frame");
     assert_eq!(frame["type"], "event", "{frame}");
     assert_eq!(frame["event_type"], "feed.post");
     assert_eq!(frame["event_id"], accepted["event_id"]);
     assert_eq!(frame["data"]["post_id"], post_id.as_str());
     assert_eq!(frame["data"]["author"]["user_id"], a.as_str());
-    assert!(
-        frame["stream_pos"]
-            .as_str()
-            .is_some_and(|p| p > ready["stream_pos"].as_str().unwrap()),
-        "{frame}"
-    );
-    assert!(
-        next_json(&mut ws, Duration::from_millis(500))
-            .await
-            .is_none(),
-        "a second frame arrived"
-    );
+    assert!(frame["stream_pos"].as_str().is_some_and(|p| p > ready["stream_pos"].as_str().unwrap()), "{frame}");
+    assert!(next_json(&mut ws, Duration::from_millis(500)).await.is_none(), "a second frame arrived");
 
     // The author follows nobody, so A's own socket would get nothing; the event log holds the
     // post once: a second page is empty.
-    let (_, again) = app
-        .get(
-            &app.query,
-            &format!("/v1/users/{a}/posts?limit=1"),
-            &b_token,
-        )
-        .await;
+    let (_, again) = app.get(&app.query, &format!("/v1/users/{a}/posts?limit=1"), &b_token).await;
     assert_eq!(again["items"].as_array().map(Vec::len), Some(1));
     assert!(again["next_cursor"].is_null());
 

@@ -1,0 +1,46 @@
+//! PATCH /v1/me: the caller's profile.
+
+use super::{Accepted, accepted, decide_and_append, metadata};
+use crate::domain::user::{self, ProfileChange, UserState};
+use crate::domain::validation::{Bio, DisplayName};
+use crate::startup::AppState;
+use crate::store::aggregates::key;
+use agora_platform::auth::AuthUser;
+use agora_platform::http::{ApiError, ApiJson, RequestId};
+use agora_schemas::AggregateType;
+use axum::Extension;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileBody {
+    display_name: Option<String>,
+    bio: Option<String>,
+}
+
+pub async fn update(
+    State(app): State<AppState>,
+    AuthUser(me): AuthUser,
+    Extension(request): Extension<RequestId>,
+    ApiJson(body): ApiJson<ProfileBody>,
+) -> Result<(StatusCode, ApiJson<Accepted>), ApiError> {
+    let display_name = body
+        .display_name
+        .map(|n| DisplayName::parse(n).map_err(|e| e.on("display_name")))
+        .transpose()?
+        .map(DisplayName::into_inner);
+    let bio = body.bio.map(|b| Bio::parse(b).map_err(|e| e.on("bio"))).transpose()?.map(Bio::into_inner);
+    let change = ProfileChange { display_name, bio };
+    let done = decide_and_append(&app, &key(AggregateType::User, me), me.0, metadata(me, &request), |head| {
+        let state: &UserState = &head.state;
+        if head.version == 0 {
+            // A valid token of a user whose registration was never recorded.
+            return Err(ApiError::NotFound);
+        }
+        Ok(user::decide_profile(state, me, change.clone()).map(|e| (e.clone(), user::apply(state.clone(), &e))))
+    })
+    .await?;
+    accepted(done)
+}
