@@ -89,9 +89,16 @@ impl Application {
             .route("/v1/messages", post(routes::messages::send))
             .route("/v1/conversations/{conversation_id}/read", post(routes::messages::read))
             .route_layer(from_fn_with_state(state.clone(), limits::messages));
+        let games = Router::new()
+            .route("/v1/games", post(routes::games::challenge))
+            .route("/v1/games/{game_id}/accept", post(routes::games::accept))
+            .route("/v1/games/{game_id}/moves", post(routes::games::play))
+            .route("/v1/games/{game_id}/resign", post(routes::games::resign))
+            .route_layer(from_fn_with_state(state.clone(), limits::moves));
         let api = auth
             .merge(writes)
             .merge(messages)
+            .merge(games)
             .route_layer(from_fn_with_state(state.clone(), crate::idempotency::middleware))
             .with_state(state);
         let router = http::layers(

@@ -3,6 +3,7 @@
 
 pub mod conversation;
 pub mod follow;
+pub mod game;
 pub mod like;
 pub mod post;
 pub mod user;

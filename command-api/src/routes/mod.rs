@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod follows;
+pub mod games;
 pub mod me;
 pub mod messages;
 pub mod notifications;
