@@ -5,6 +5,7 @@
 //! - `store`: the write side's durable state in MongoDB: credentials and aggregate heads with
 //!   optimistic concurrency.
 //! - `routes`: the HTTP handlers, one module per resource.
+//! - [`openapi`]: the OpenAPI document, from the handlers' annotations.
 //! - [`limits`], `idempotency`: the rate-limit and `Idempotency-Key` middleware.
 //! - [`startup`]: `build(config)`, `port()`, `run(shutdown)`.
 
@@ -12,6 +13,7 @@ pub mod config;
 pub mod domain;
 mod idempotency;
 pub mod limits;
+pub mod openapi;
 mod routes;
 pub mod startup;
 mod store;

@@ -95,12 +95,21 @@ impl Application {
             .route("/v1/games/{game_id}/moves", post(routes::games::play))
             .route("/v1/games/{game_id}/resign", post(routes::games::resign))
             .route_layer(from_fn_with_state(state.clone(), limits::moves));
+        let doc = std::sync::Arc::new(crate::openapi::document());
+        let openapi = Router::new().route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        );
         let api = auth
             .merge(writes)
             .merge(messages)
             .merge(games)
             .route_layer(from_fn_with_state(state.clone(), crate::idempotency::middleware))
-            .with_state(state);
+            .with_state(state)
+            .merge(openapi);
         let router = http::layers(
             api.merge(health::router(probes, common.ready_timeout, telemetry::metrics_handle())),
             &common.cors_origins,

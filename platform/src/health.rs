@@ -79,10 +79,31 @@ pub fn router(probes: Vec<Probe>, timeout: Duration, metrics: PrometheusHandle) 
         .with_state(state)
 }
 
+/// The `/ready` body: `ready`, or `unavailable` with the dependencies that failed.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ready` or `unavailable`.
+    pub status: String,
+    /// Present when unavailable: `kafka`, `mongodb`, `redis`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing: Option<Vec<String>>,
+}
+
+/// The ops endpoints' part of every service's OpenAPI document.
+#[derive(Debug, utoipa::OpenApi)]
+#[openapi(paths(health, ready, render_metrics), components(schemas(Readiness)), tags((name = "ops", description = "health, readiness and metrics; no auth")))]
+pub struct OpsDoc;
+
+#[utoipa::path(get, path = "/health", tag = "ops", responses((status = 200, description = "the process is alive", body = Readiness)))]
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
+#[utoipa::path(get, path = "/ready", tag = "ops", responses(
+    (status = 200, description = "every dependency answered", body = Readiness),
+    (status = 503, description = "a dependency did not answer in time", body = Readiness,
+        headers(("Retry-After" = u32, description = "whole seconds"))),
+))]
 async fn ready(State(state): State<OpsState>) -> Response {
     let failing = failing(&state.probes, state.timeout).await;
     if failing.is_empty() {
@@ -97,6 +118,9 @@ async fn ready(State(state): State<OpsState>) -> Response {
     }
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses(
+    (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+))]
 async fn render_metrics(State(state): State<OpsState>) -> Response {
     state.metrics.run_upkeep();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()

@@ -17,34 +17,47 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
+    #[schema(pattern = "^[a-z0-9_]{3,30}$")]
     handle: String,
+    #[schema(min_length = 1, max_length = 50)]
     display_name: String,
+    #[schema(min_length = 8, max_length = 128)]
     password: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Registered {
+    #[schema(value_type = uuid::Uuid)]
     user_id: UserId,
     token: String,
     consistency_token: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
     handle: String,
     password: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LoggedIn {
+    #[schema(value_type = uuid::Uuid)]
     user_id: UserId,
     token: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/auth/register",
+    tag = "auth",
+    request_body = RegisterBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer")),
+    responses((status = 201, description = "registered and signed in", body = Registered), agora_platform::http::openapi::CommandErrors)
+)]
 pub async fn register(
     State(app): State<AppState>,
     Extension(request): Extension<RequestId>,
@@ -88,6 +101,14 @@ pub async fn register(
 /// The rate-limit class of failed logins, per handle.
 const FAILED_LOGINS: &str = "login_failures";
 
+#[utoipa::path(
+    post,
+    path = "/v1/auth/login",
+    tag = "auth",
+    request_body = LoginBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer")),
+    responses((status = 200, description = "signed in", body = LoggedIn), agora_platform::http::openapi::CommandErrors)
+)]
 pub async fn login(
     State(app): State<AppState>,
     ApiJson(body): ApiJson<LoginBody>,

@@ -11,6 +11,14 @@ use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
+#[utoipa::path(
+    put,
+    path = "/v1/follows/{user_id}",
+    tag = "follows",
+    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer"), ("user_id" = uuid::Uuid, Path, description = "the user to follow")),
+    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    security(("bearer" = []))
+)]
 pub async fn follow(
     app: State<AppState>,
     user: AuthUser,
@@ -20,6 +28,14 @@ pub async fn follow(
     run(app, user, request, target, FollowCommand::Follow).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/follows/{user_id}",
+    tag = "follows",
+    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer"), ("user_id" = uuid::Uuid, Path, description = "the user to unfollow")),
+    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    security(("bearer" = []))
+)]
 pub async fn unfollow(
     app: State<AppState>,
     user: AuthUser,

@@ -13,7 +13,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+/// The challenger's side.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ColorChoice {
     White,
@@ -21,17 +22,21 @@ pub enum ColorChoice {
     Random,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChallengeBody {
+    #[schema(format = Uuid)]
     opponent_id: String,
     color: ColorChoice,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoveBody {
+    /// UCI, lowercase promotion letter: `e2e4`, `e7e8q`.
+    #[schema(pattern = "^[a-h][1-8][a-h][1-8][qrbn]?$")]
     uci: String,
+    /// Plies already played.
     ply: u32,
 }
 
@@ -68,6 +73,15 @@ fn game_id(raw: &str) -> Result<GameId, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/games",
+    tag = "games",
+    request_body = ChallengeBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer")),
+    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    security(("bearer" = []))
+)]
 pub async fn challenge(
     State(app): State<AppState>,
     AuthUser(me): AuthUser,
@@ -91,9 +105,18 @@ pub async fn challenge(
     };
     let id = GameId::new();
     let command = GameCommand::Challenge { game_id: id, challenger: me, opponent, challenger_color };
-    accepted(run(&app, me, &request, id, command).await?.with("game_id", id))
+    let done = run(&app, me, &request, id, command).await?;
+    accepted(Accepted { game_id: Some(id.0), ..done })
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/games/{game_id}/accept",
+    tag = "games",
+    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer"), ("game_id" = uuid::Uuid, Path, description = "the game")),
+    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    security(("bearer" = []))
+)]
 pub async fn accept(
     State(app): State<AppState>,
     AuthUser(me): AuthUser,
@@ -104,6 +127,15 @@ pub async fn accept(
     accepted(run(&app, me, &request, id, GameCommand::Accept { by: me }).await?)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/games/{game_id}/moves",
+    tag = "games",
+    request_body = MoveBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer"), ("game_id" = uuid::Uuid, Path, description = "the game")),
+    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    security(("bearer" = []))
+)]
 pub async fn play(
     State(app): State<AppState>,
     AuthUser(me): AuthUser,
@@ -115,6 +147,14 @@ pub async fn play(
     accepted(run(&app, me, &request, id, GameCommand::Move { by: me, uci: body.uci, ply: body.ply }).await?)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/games/{game_id}/resign",
+    tag = "games",
+    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer"), ("game_id" = uuid::Uuid, Path, description = "the game")),
+    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    security(("bearer" = []))
+)]
 pub async fn resign(
     State(app): State<AppState>,
     AuthUser(me): AuthUser,

@@ -13,13 +13,24 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileBody {
+    #[schema(min_length = 1, max_length = 50)]
     display_name: Option<String>,
+    #[schema(max_length = 280)]
     bio: Option<String>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/me",
+    tag = "users",
+    request_body = ProfileBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer")),
+    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    security(("bearer" = []))
+)]
 pub async fn update(
     State(app): State<AppState>,
     AuthUser(me): AuthUser,

@@ -13,10 +13,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendBody {
+    #[schema(format = Uuid)]
     to: String,
+    #[schema(min_length = 1, max_length = 4000)]
     text: String,
 }
 
@@ -27,6 +29,15 @@ fn rejection(e: ConversationRejection) -> ApiError {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/messages",
+    tag = "messages",
+    request_body = SendBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer")),
+    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    security(("bearer" = []))
+)]
 pub async fn send(
     State(app): State<AppState>,
     AuthUser(me): AuthUser,
@@ -50,9 +61,17 @@ pub async fn send(
         Ok(Some((event.clone(), conversation::apply(state.clone(), &event))))
     })
     .await?;
-    accepted(done.with("message_id", message_id).with("conversation_id", conversation_id))
+    accepted(Accepted { message_id: Some(message_id.0), conversation_id: Some(conversation_id.0), ..done })
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/conversations/{conversation_id}/read",
+    tag = "messages",
+    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer"), ("conversation_id" = uuid::Uuid, Path, description = "the conversation")),
+    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    security(("bearer" = []))
+)]
 pub async fn read(
     State(app): State<AppState>,
     AuthUser(me): AuthUser,

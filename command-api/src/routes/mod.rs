@@ -18,24 +18,29 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-/// The contract's 202 body.
-#[derive(Debug, Serialize)]
+/// The contract's 202 body. Creation commands add the new id.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
+    /// The appended event; `null` when the command changed nothing and appended nothing.
+    #[schema(value_type = Option<Uuid>)]
     pub event_id: Option<EventId>,
     pub aggregate_id: Uuid,
+    /// The aggregate's version after the command (the version found, for a no-op).
     pub version: u64,
+    /// Where the event sits in the log; `null` for a no-op.
     pub position: Option<Position>,
+    /// Send as `X-Consistency-Token` to read this command's effect from the query API.
     pub consistency_token: String,
-    /// Creation commands add the new id (`post_id`, ...).
-    #[serde(flatten)]
-    pub created: serde_json::Map<String, serde_json::Value>,
-}
-
-impl Accepted {
-    pub fn with(mut self, key: &str, value: impl std::fmt::Display) -> Self {
-        self.created.insert(key.to_owned(), serde_json::Value::String(value.to_string()));
-        self
-    }
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub post_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub game_id: Option<Uuid>,
 }
 
 fn token_of(position: Option<&Position>) -> String {
@@ -97,7 +102,7 @@ where
                 version: head.version,
                 position: None,
                 consistency_token: token_of(head.position.as_ref()),
-                created: Default::default(),
+                ..Default::default()
             });
         };
         let envelope = Envelope::new(event, head.version + 1, meta.clone());
@@ -111,7 +116,7 @@ where
                     version: envelope.aggregate_version,
                     consistency_token: token_of(Some(&position)),
                     position: Some(position),
-                    created: Default::default(),
+                    ..Default::default()
                 });
             }
             Err(AppendError::Conflict) => {

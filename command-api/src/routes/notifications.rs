@@ -15,15 +15,26 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReadBody {
+    /// Read up to this notification; absent: all.
+    #[schema(format = Uuid)]
     up_to: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct InboxState {}
 
+#[utoipa::path(
+    post,
+    path = "/v1/notifications/read",
+    tag = "notifications",
+    request_body = Option<ReadBody>,
+    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer")),
+    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    security(("bearer" = []))
+)]
 pub async fn read(
     State(app): State<AppState>,
     AuthUser(me): AuthUser,

@@ -14,9 +14,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-#[derive(Debug, Deserialize)]
+/// `text`: 1-2000 characters for a post, 1-1000 for a comment.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TextBody {
+    #[schema(min_length = 1, max_length = 2000)]
     text: String,
 }
 
@@ -28,6 +30,15 @@ fn rejection(e: PostRejection) -> ApiError {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/posts",
+    tag = "posts",
+    request_body = TextBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer")),
+    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    security(("bearer" = []))
+)]
 pub async fn create(
     State(app): State<AppState>,
     AuthUser(me): AuthUser,
@@ -42,9 +53,17 @@ pub async fn create(
         post_step(&head.state, command)
     })
     .await?;
-    accepted(done.with("post_id", post_id))
+    accepted(Accepted { post_id: Some(post_id.0), ..done })
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/posts/{post_id}",
+    tag = "posts",
+    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer"), ("post_id" = uuid::Uuid, Path, description = "the post")),
+    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    security(("bearer" = []))
+)]
 pub async fn delete(
     State(app): State<AppState>,
     AuthUser(me): AuthUser,
@@ -60,6 +79,15 @@ pub async fn delete(
     accepted(done)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/posts/{post_id}/comments",
+    tag = "posts",
+    request_body = TextBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer"), ("post_id" = uuid::Uuid, Path, description = "the post")),
+    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    security(("bearer" = []))
+)]
 pub async fn comment(
     State(app): State<AppState>,
     AuthUser(me): AuthUser,
@@ -76,7 +104,7 @@ pub async fn comment(
         post_step(&head.state, command)
     })
     .await?;
-    accepted(done.with("comment_id", comment_id))
+    accepted(Accepted { comment_id: Some(comment_id.0), ..done })
 }
 
 fn post_step(state: &PostState, command: PostCommand) -> Result<Option<(agora_schemas::Event, PostState)>, ApiError> {
@@ -84,6 +112,14 @@ fn post_step(state: &PostState, command: PostCommand) -> Result<Option<(agora_sc
     Ok(event.map(|e| (e.clone(), post::apply(state.clone(), &e))))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/posts/{post_id}/like",
+    tag = "posts",
+    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer"), ("post_id" = uuid::Uuid, Path, description = "the post")),
+    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    security(("bearer" = []))
+)]
 pub async fn like(
     app: State<AppState>,
     user: AuthUser,
@@ -93,6 +129,14 @@ pub async fn like(
     like_or_unlike(app, user, request, post_id, LikeCommand::Like).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/posts/{post_id}/like",
+    tag = "posts",
+    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer"), ("post_id" = uuid::Uuid, Path, description = "the post")),
+    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    security(("bearer" = []))
+)]
 pub async fn unlike(
     app: State<AppState>,
     user: AuthUser,

@@ -4,7 +4,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -44,15 +44,18 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem document: the body of every 4xx and 5xx answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
     #[serde(rename = "type")]
-    kind: &'a str,
-    title: &'a str,
-    status: u16,
-    detail: String,
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Field failures, for 422 answers about fields.
     #[serde(skip_serializing_if = "Option::is_none")]
-    errors: Option<&'a [FieldError]>,
+    pub errors: Option<Vec<FieldError>>,
 }
 
 impl ApiError {
@@ -126,12 +129,12 @@ impl IntoResponse for ApiError {
             }
         };
         let errors = match &self {
-            ApiError::Invalid { errors, .. } if !errors.is_empty() => Some(errors.as_slice()),
+            ApiError::Invalid { errors, .. } if !errors.is_empty() => Some(errors.clone()),
             _ => None,
         };
         let problem = Problem {
-            kind: &format!("https://agora.dev/problems/{}", self.slug()),
-            title: status.canonical_reason().unwrap_or("error"),
+            kind: format!("https://agora.dev/problems/{}", self.slug()),
+            title: status.canonical_reason().unwrap_or("error").to_owned(),
             status: status.as_u16(),
             detail,
             errors,

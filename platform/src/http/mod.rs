@@ -4,7 +4,8 @@
 mod error;
 mod json;
 mod middleware;
+pub mod openapi;
 
-pub use error::{ApiError, FieldError};
+pub use error::{ApiError, FieldError, Problem};
 pub use json::ApiJson;
 pub use middleware::{BODY_LIMIT_BYTES, RequestId, layers, serve};
