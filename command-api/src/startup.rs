@@ -18,7 +18,6 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{patch, post, put};
 use std::future::Future;
 use std::time::Duration;
-use tokio::net::TcpListener;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -40,9 +39,7 @@ impl FromRef<AppState> for JwtKeys {
 
 #[derive(Debug)]
 pub struct Application {
-    listener: TcpListener,
-    router: Router,
-    shutdown_timeout: Duration,
+    server: http::Server,
 }
 
 impl Application {
@@ -114,15 +111,15 @@ impl Application {
             api.merge(health::router(probes, common.ready_timeout, telemetry::metrics_handle())),
             &common.cors_origins,
         );
-        let listener = TcpListener::bind(&config.addr).await.with_context(|| format!("binding {}", config.addr))?;
-        Ok(Self { listener, router, shutdown_timeout: common.shutdown_timeout })
+        let server = http::Server::bind(&config.addr, router, common.shutdown_timeout).await?;
+        Ok(Self { server })
     }
 
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.server.port()
     }
 
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        http::serve(self.listener, self.router, shutdown, self.shutdown_timeout).await
+        self.server.serve(shutdown).await
     }
 }

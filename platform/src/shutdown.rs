@@ -1,26 +1,45 @@
-//! The signal that starts a graceful shutdown: SIGTERM or Ctrl-C, whichever comes first.
+//! The signal that starts a graceful shutdown: SIGTERM or Ctrl-C (SIGINT), whichever first.
 
-/// Resolves on SIGTERM or Ctrl-C. If a handler cannot be installed, that signal is ignored
-/// rather than shutting down at once.
-pub async fn signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+use std::future::Future;
+
+/// Installs the SIGTERM and SIGINT handlers now (not on first poll, so a signal that arrives
+/// while the server starts is not lost to the default action) and resolves on either.
+/// A handler that cannot be installed leaves that signal's default action in place.
+/// Must be called inside the tokio runtime.
+pub fn signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut int = signal(SignalKind::interrupt()).ok();
+        async move {
+            let term = async {
+                match term.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let int = async {
+                match int.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = term => tracing::info!(signal = "sigterm", "shutdown requested"),
+                () = int => tracing::info!(signal = "ctrl-c", "shutdown requested"),
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!(signal = "ctrl-c", "shutdown requested"),
-        () = terminate => tracing::info!(signal = "sigterm", "shutdown requested"),
+    {
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!(signal = "ctrl-c", "shutdown requested");
+        }
     }
 }

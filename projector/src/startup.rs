@@ -5,17 +5,12 @@ use crate::readmodel::ReadModels;
 use crate::worker::Worker;
 use agora_platform::{health, http, kafka, mongo, redis, telemetry};
 use anyhow::Context;
-use axum::Router;
 use std::future::Future;
-use std::time::Duration;
-use tokio::net::TcpListener;
 
 #[derive(Debug)]
 pub struct Application {
-    listener: TcpListener,
-    router: Router,
+    server: http::Server,
     worker: Worker,
-    shutdown_timeout: Duration,
 }
 
 impl Application {
@@ -40,31 +35,17 @@ impl Application {
             health::router(probes, common.ready_timeout, telemetry::metrics_handle()),
             &common.cors_origins,
         );
-        let listener = TcpListener::bind(&config.addr).await.with_context(|| format!("binding {}", config.addr))?;
-        Ok(Self { listener, router, worker, shutdown_timeout: common.shutdown_timeout })
+        let server = http::Server::bind(&config.addr, router, common.shutdown_timeout).await?;
+        Ok(Self { server, worker })
     }
 
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.server.port()
     }
 
     /// Runs the worker and the ops endpoints until `shutdown`; the worker then commits.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let worker = tokio::spawn(self.worker.run(stop_rx.clone()));
-        let mut http_stop = stop_rx;
-        let http = tokio::spawn(http::serve(
-            self.listener,
-            self.router,
-            async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            },
-            self.shutdown_timeout,
-        ));
-        shutdown.await;
-        let _ = stop_tx.send(true);
-        let _ = tokio::time::timeout(self.shutdown_timeout, worker).await;
-        http.await.context("ops server task")?.context("ops server")?;
-        Ok(())
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        self.server.serve_with_worker(shutdown, stop, self.worker.run(stop_rx)).await.context("ops server")
     }
 }

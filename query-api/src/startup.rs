@@ -11,8 +11,6 @@ use axum::routing::get;
 use mongodb::Collection;
 use mongodb::bson::Document;
 use std::future::Future;
-use std::time::Duration;
-use tokio::net::TcpListener;
 
 /// The read-model collections the query API reads (written only by the projector).
 #[derive(Debug, Clone)]
@@ -37,9 +35,7 @@ impl FromRef<AppState> for JwtKeys {
 
 #[derive(Debug)]
 pub struct Application {
-    listener: TcpListener,
-    router: Router,
-    shutdown_timeout: Duration,
+    server: http::Server,
 }
 
 impl Application {
@@ -67,15 +63,15 @@ impl Application {
             api.merge(health::router(probes, common.ready_timeout, telemetry::metrics_handle())),
             &common.cors_origins,
         );
-        let listener = TcpListener::bind(&config.addr).await.with_context(|| format!("binding {}", config.addr))?;
-        Ok(Self { listener, router, shutdown_timeout: common.shutdown_timeout })
+        let server = http::Server::bind(&config.addr, router, common.shutdown_timeout).await?;
+        Ok(Self { server })
     }
 
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.server.port()
     }
 
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        http::serve(self.listener, self.router, shutdown, self.shutdown_timeout).await
+        self.server.serve(shutdown).await
     }
 }

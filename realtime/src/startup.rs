@@ -20,8 +20,6 @@ use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 #[derive(Clone, Debug)]
@@ -36,11 +34,9 @@ struct AppState {
 
 #[derive(Debug)]
 pub struct Application {
-    listener: TcpListener,
-    router: HttpRouter,
+    server: http::Server,
     event_router: Router,
     stop: watch::Sender<bool>,
-    shutdown_timeout: Duration,
 }
 
 impl Application {
@@ -71,32 +67,18 @@ impl Application {
             api.merge(health::router(probes, common.ready_timeout, telemetry::metrics_handle())),
             &common.cors_origins,
         );
-        let listener = TcpListener::bind(&config.addr).await.with_context(|| format!("binding {}", config.addr))?;
-        Ok(Self { listener, router, event_router, stop, shutdown_timeout: common.shutdown_timeout })
+        let server = http::Server::bind(&config.addr, router, common.shutdown_timeout).await?;
+        Ok(Self { server, event_router, stop })
     }
 
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.server.port()
     }
 
     /// Serves until `shutdown`; then every socket is closed with 1012 and the router commits.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let stop_rx = self.stop.subscribe();
-        let event_router = tokio::spawn(self.event_router.run(stop_rx.clone()));
-        let mut http_stop = stop_rx;
-        let http = tokio::spawn(http::serve(
-            self.listener,
-            self.router,
-            async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            },
-            self.shutdown_timeout,
-        ));
-        shutdown.await;
-        let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(self.shutdown_timeout, event_router).await;
-        http.await.context("http task")?.context("http server")?;
-        Ok(())
+        let worker = self.event_router.run(self.stop.subscribe());
+        self.server.serve_with_worker(shutdown, self.stop, worker).await.context("http server")
     }
 }
 

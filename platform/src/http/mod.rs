@@ -5,7 +5,9 @@ mod error;
 mod json;
 mod middleware;
 pub mod openapi;
+mod server;
 
 pub use error::{ApiError, FieldError, Problem};
 pub use json::ApiJson;
 pub use middleware::{BODY_LIMIT_BYTES, RequestId, layers, serve};
+pub use server::Server;
