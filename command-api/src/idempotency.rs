@@ -94,7 +94,7 @@ pub async fn middleware(State(app): State<AppState>, req: Request, next: Next) -
         let _ = app.idempotency.abandon(&scope, &key).await;
         return ApiError::internal("reading the response body").into_response();
     };
-    if parts.status.is_server_error() {
+    if parts.status.is_server_error() || parts.status == axum::http::StatusCode::TOO_MANY_REQUESTS {
         // Nothing was accepted: the key is free for a retry.
         if let Err(e) = app.idempotency.abandon(&scope, &key).await {
             tracing::warn!(error = %e, "releasing an idempotency key failed");

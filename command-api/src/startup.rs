@@ -105,6 +105,7 @@ impl Application {
             .merge(messages)
             .merge(games)
             .route_layer(from_fn_with_state(state.clone(), crate::idempotency::middleware))
+            .route_layer(axum::middleware::from_fn(http::run_to_completion))
             .with_state(state)
             .merge(openapi);
         let router = http::layers(

@@ -64,6 +64,9 @@ pub fn apply(mut state: ConversationState, event: &Event) -> ConversationState {
                 state.participants = vec![e.from, e.to];
             }
             state.last_message = Some(e.message_id);
+            // Writing a message means having read the conversation up to it.
+            state.reads.retain(|r| r.user != e.from);
+            state.reads.push(ReadMark { user: e.from, up_to: e.message_id });
         }
         Event::ConversationRead(e) => {
             state.reads.retain(|r| r.user != e.reader_id);
@@ -87,6 +90,7 @@ mod tests {
         assert_eq!(sent.aggregate_id(), conv.0);
         let state = apply(ConversationState::default(), &sent);
         assert_eq!(decide_read(&state, conv, c), Err(ConversationRejection::NotFound));
+        assert_eq!(decide_read(&state, conv, a), Ok(None), "the sender has read their own message");
         let read = decide_read(&state, conv, b).unwrap_or_else(|e| panic!("{e}"));
         let Some(read) = read else { panic!("nothing to read") };
         let state = apply(state, &read);

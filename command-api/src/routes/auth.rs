@@ -22,9 +22,11 @@ use serde::{Deserialize, Serialize};
 pub struct RegisterBody {
     #[schema(pattern = "^[a-z0-9_]{3,30}$")]
     handle: String,
-    #[schema(min_length = 1, max_length = 50)]
+    /// 1-50 characters; no control characters other than `\n` and `\t`.
+    #[schema(min_length = 1, max_length = 50, pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$")]
     display_name: String,
-    #[schema(min_length = 8, max_length = 128)]
+    /// 8-128 characters; no control characters other than `\n` and `\t`.
+    #[schema(min_length = 8, max_length = 128, pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$")]
     password: String,
 }
 
@@ -55,7 +57,7 @@ pub struct LoggedIn {
     path = "/v1/auth/register",
     tag = "auth",
     request_body = RegisterBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters")),
     responses((status = 201, description = "registered and signed in", body = Registered), agora_platform::http::openapi::CommandErrors)
 )]
 pub async fn register(
@@ -106,7 +108,7 @@ const FAILED_LOGINS: &str = "login_failures";
     path = "/v1/auth/login",
     tag = "auth",
     request_body = LoginBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters")),
     responses((status = 200, description = "signed in", body = LoggedIn), agora_platform::http::openapi::CommandErrors)
 )]
 pub async fn login(

@@ -78,7 +78,7 @@ fn game_id(raw: &str) -> Result<GameId, ApiError> {
     path = "/v1/games",
     tag = "games",
     request_body = ChallengeBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters")),
     responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]
@@ -113,7 +113,7 @@ pub async fn challenge(
     post,
     path = "/v1/games/{game_id}/accept",
     tag = "games",
-    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer"), ("game_id" = uuid::Uuid, Path, description = "the game")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters"), ("game_id" = uuid::Uuid, Path, description = "the game")),
     responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]
@@ -132,7 +132,7 @@ pub async fn accept(
     path = "/v1/games/{game_id}/moves",
     tag = "games",
     request_body = MoveBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer"), ("game_id" = uuid::Uuid, Path, description = "the game")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters"), ("game_id" = uuid::Uuid, Path, description = "the game")),
     responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]
@@ -151,7 +151,7 @@ pub async fn play(
     post,
     path = "/v1/games/{game_id}/resign",
     tag = "games",
-    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer"), ("game_id" = uuid::Uuid, Path, description = "the game")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters"), ("game_id" = uuid::Uuid, Path, description = "the game")),
     responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]

@@ -16,9 +16,11 @@ use serde::Deserialize;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileBody {
-    #[schema(min_length = 1, max_length = 50)]
+    /// 1-50 characters; no control characters other than `\n` and `\t`. Absent or `null`: unchanged.
+    #[schema(min_length = 1, max_length = 50, pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$")]
     display_name: Option<String>,
-    #[schema(max_length = 280)]
+    /// 0-280 characters; no control characters other than `\n` and `\t`. Absent or `null`: unchanged.
+    #[schema(max_length = 280, pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$")]
     bio: Option<String>,
 }
 
@@ -27,7 +29,7 @@ pub struct ProfileBody {
     path = "/v1/me",
     tag = "users",
     request_body = ProfileBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters")),
     responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]

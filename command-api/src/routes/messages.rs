@@ -18,7 +18,8 @@ use serde::Deserialize;
 pub struct SendBody {
     #[schema(format = Uuid)]
     to: String,
-    #[schema(min_length = 1, max_length = 4000)]
+    /// 1-4000 characters; no control characters other than `\n` and `\t`.
+    #[schema(min_length = 1, max_length = 4000, pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$")]
     text: String,
 }
 
@@ -34,7 +35,7 @@ fn rejection(e: ConversationRejection) -> ApiError {
     path = "/v1/messages",
     tag = "messages",
     request_body = SendBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters")),
     responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]
@@ -68,7 +69,7 @@ pub async fn send(
     post,
     path = "/v1/conversations/{conversation_id}/read",
     tag = "messages",
-    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer"), ("conversation_id" = uuid::Uuid, Path, description = "the conversation")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters"), ("conversation_id" = uuid::Uuid, Path, description = "the conversation")),
     responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]

@@ -22,24 +22,35 @@ use uuid::Uuid;
 #[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     /// The appended event; `null` when the command changed nothing and appended nothing.
-    #[schema(value_type = Option<Uuid>)]
+    #[schema(value_type = Option<Uuid>, required = true)]
     pub event_id: Option<EventId>,
     pub aggregate_id: Uuid,
     /// The aggregate's version after the command (the version found, for a no-op).
     pub version: u64,
     /// Where the event sits in the log; `null` for a no-op.
+    #[schema(required = true)]
     pub position: Option<Position>,
     /// Send as `X-Consistency-Token` to read this command's effect from the query API.
     pub consistency_token: String,
+    /// `POST /v1/posts` only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub post_id: Option<Uuid>,
+    /// `POST /v1/posts/{post_id}/comments` only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub comment_id: Option<Uuid>,
+    /// `POST /v1/messages` only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub message_id: Option<Uuid>,
+    /// `POST /v1/messages` only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub conversation_id: Option<Uuid>,
+    /// `POST /v1/games` only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub game_id: Option<Uuid>,
 }
 

@@ -14,11 +14,21 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-/// `text`: 1-2000 characters for a post, 1-1000 for a comment.
+/// A post's body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TextBody {
-    #[schema(min_length = 1, max_length = 2000)]
+    /// 1-2000 characters; no control characters other than `\n` and `\t`.
+    #[schema(min_length = 1, max_length = 2000, pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$")]
+    text: String,
+}
+
+/// A comment's body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommentBody {
+    /// 1-1000 characters; no control characters other than `\n` and `\t`.
+    #[schema(min_length = 1, max_length = 1000, pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$")]
     text: String,
 }
 
@@ -35,7 +45,7 @@ fn rejection(e: PostRejection) -> ApiError {
     path = "/v1/posts",
     tag = "posts",
     request_body = TextBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters")),
     responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]
@@ -60,7 +70,7 @@ pub async fn create(
     delete,
     path = "/v1/posts/{post_id}",
     tag = "posts",
-    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer"), ("post_id" = uuid::Uuid, Path, description = "the post")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters"), ("post_id" = uuid::Uuid, Path, description = "the post")),
     responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]
@@ -83,8 +93,8 @@ pub async fn delete(
     post,
     path = "/v1/posts/{post_id}/comments",
     tag = "posts",
-    request_body = TextBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer"), ("post_id" = uuid::Uuid, Path, description = "the post")),
+    request_body = CommentBody,
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters"), ("post_id" = uuid::Uuid, Path, description = "the post")),
     responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]
@@ -93,7 +103,7 @@ pub async fn comment(
     AuthUser(me): AuthUser,
     Extension(request): Extension<RequestId>,
     Path(post_id): Path<String>,
-    ApiJson(body): ApiJson<TextBody>,
+    ApiJson(body): ApiJson<CommentBody>,
 ) -> Result<(StatusCode, ApiJson<Accepted>), ApiError> {
     let post_id: PostId = post_id.parse().map_err(|_| ApiError::NotFound)?;
     let text = CommentText::parse(body.text).map_err(|e| e.on("text"))?;
@@ -116,7 +126,7 @@ fn post_step(state: &PostState, command: PostCommand) -> Result<Option<(agora_sc
     put,
     path = "/v1/posts/{post_id}/like",
     tag = "posts",
-    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer"), ("post_id" = uuid::Uuid, Path, description = "the post")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters"), ("post_id" = uuid::Uuid, Path, description = "the post")),
     responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]
@@ -133,7 +143,7 @@ pub async fn like(
     delete,
     path = "/v1/posts/{post_id}/like",
     tag = "posts",
-    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: same key and body within 24 h returns the first answer"), ("post_id" = uuid::Uuid, Path, description = "the post")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters"), ("post_id" = uuid::Uuid, Path, description = "the post")),
     responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]

@@ -58,6 +58,21 @@ pub struct Problem {
     pub errors: Option<Vec<FieldError>>,
 }
 
+impl Problem {
+    /// The problem document of a `status` answer that no handler made (the router's own 404
+    /// and 405): the type is named after the status's reason phrase.
+    pub fn of_status(status: StatusCode, detail: impl Into<String>) -> Self {
+        let reason = status.canonical_reason().unwrap_or("error");
+        Self {
+            kind: format!("https://agora.dev/problems/{}", reason.to_ascii_lowercase().replace(' ', "-")),
+            title: reason.to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            errors: None,
+        }
+    }
+}
+
 impl ApiError {
     pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
         let message = message.into();

@@ -2,8 +2,9 @@
 
 use crate::telemetry::names;
 use axum::Router;
+use axum::body::{Body, HttpBody};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use std::future::Future;
@@ -77,6 +78,40 @@ async fn track(mut req: Request, next: Next) -> Response {
     response
 }
 
+/// The router's own refusals, a 404 for a path no route serves and a 405 (with `Allow`) for a
+/// method the path does not serve, come without a body; the contract wants every 4xx and 5xx
+/// body as problem JSON, so a bodiless error answer gets one.
+async fn problem_bodies(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_error = status.is_client_error() || status.is_server_error();
+    let bodiless =
+        response.body().size_hint().exact() == Some(0) && !response.headers().contains_key(header::CONTENT_TYPE);
+    if !is_error || !bodiless {
+        return response;
+    }
+    let detail = match status {
+        StatusCode::NOT_FOUND => "no such resource",
+        StatusCode::METHOD_NOT_ALLOWED => "this path does not serve that method: see the Allow header",
+        _ => status.canonical_reason().unwrap_or("error"),
+    };
+    let body = serde_json::to_vec(&super::Problem::of_status(status, detail)).unwrap_or_default();
+    let (mut parts, _) = response.into_parts();
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// Runs the rest of the request in a task of its own, so a client that hangs up cannot cancel
+/// it half-way: a command that started always settles its reservation, its idempotency record
+/// and its handle, whether or not anyone is still waiting for the answer.
+pub async fn run_to_completion(req: Request, next: Next) -> Response {
+    match tokio::spawn(next.run(req).in_current_span()).await {
+        Ok(response) => response,
+        Err(e) => axum::response::IntoResponse::into_response(super::ApiError::internal(e)),
+    }
+}
+
 fn cors(origins: &[String]) -> CorsLayer {
     let allowed: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
     let allow_origin = if origins.iter().any(|o| o == "*") { AllowOrigin::any() } else { AllowOrigin::list(allowed) };
@@ -103,6 +138,7 @@ fn cors(origins: &[String]) -> CorsLayer {
 /// Wraps an API router in the shared middleware. Apply it last, around every route.
 pub fn layers(router: Router, cors_origins: &[String]) -> Router {
     router
+        .layer(middleware::from_fn(problem_bodies))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(CompressionLayer::new())
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))

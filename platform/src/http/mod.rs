@@ -9,5 +9,5 @@ mod server;
 
 pub use error::{ApiError, FieldError, Problem};
 pub use json::ApiJson;
-pub use middleware::{BODY_LIMIT_BYTES, RequestId, layers, serve};
+pub use middleware::{BODY_LIMIT_BYTES, RequestId, layers, run_to_completion, serve};
 pub use server::Server;

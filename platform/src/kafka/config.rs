@@ -17,6 +17,10 @@ pub(crate) fn base_config(brokers: &str) -> ClientConfig {
 /// An idempotent producer with `acks=all`: an acknowledged event is durable and written once.
 /// `delivery_timeout` bounds how long a send may take before it is reported failed.
 pub fn producer_config(brokers: &str, delivery_timeout: Duration) -> ClientConfig {
+    // librdkafka scans for timed-out messages about once a second, so a failure is reported
+    // up to ~1 s after `message.timeout.ms`; aim that much earlier to keep within the bound.
+    let delivery_timeout =
+        delivery_timeout.saturating_sub(Duration::from_millis(1200)).max(Duration::from_millis(1000));
     let mut c = base_config(brokers);
     c.set("enable.idempotence", "true")
         .set("acks", "all")

@@ -1,8 +1,13 @@
-//! One test binary for the whole system, as clients see it: every test boots the four
-//! services on port 0 against the real stack, with topics, databases, groups and keys of its own.
+//! One test binary for the whole system, as clients see it: every test boots the four services
+//! on port 0 against the real stack, with topics, databases, groups and keys of its own.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod commands;
 mod helpers;
+mod idempotency;
+mod kafka_down;
+mod limits;
+mod races;
 mod readiness;
 mod slice;
