@@ -1,10 +1,18 @@
-//! Aggregate heads with optimistic concurrency, and the append that ties a head to the log.
+//! Aggregate heads, and the append that ties a head to the log with optimistic concurrency.
 //!
-//! An append (1) reserves version N+1 on the head, conditional on it still being at N with
-//! nothing pending, (2) publishes the event to Kafka and waits for `acks=all`, then (3) records
-//! the event's position and clears the reservation. If Kafka does not acknowledge, the
-//! reservation is rolled back and the command fails, so no event and no state change remain.
-//! A head with a reservation in flight makes other commands on the same aggregate wait.
+//! The primitive that makes two writers of one aggregate exclusive is the unique `_id` of an
+//! insert, the one guarantee FerretDB and MongoDB share under concurrency (FerretDB v1 applies
+//! an update's filter and its write in separate steps, so a conditional update is not a
+//! compare-and-set there). An append of version N+1:
+//! 1. claims `<key>#<N+1>` by inserting it into `aggregate_claims`, pending, with the new state;
+//!    a duplicate means another command took that version first: decide again;
+//! 2. publishes the event to Kafka and waits for `acks=all`;
+//! 3. marks the claim done with the event's position and moves the head (a cache of the last
+//!    done claim), or, if Kafka did not acknowledge, deletes the claim: no event, no change.
+//!
+//! Loading reads the head and then the claim of the version after it: none means the head is
+//! current; a pending one means an append is in flight (wait); a done one means the head lags
+//! (a crash between 2 and 3, or a slow writer) and is rolled forward from it.
 
 use agora_platform::consistency::Position;
 use agora_platform::kafka::{EventProducer, PublishError};
@@ -42,7 +50,8 @@ pub enum AppendError {
 
 #[derive(Debug, Clone)]
 pub struct AggregateStore {
-    coll: Collection<Document>,
+    heads: Collection<Document>,
+    claims: Collection<Document>,
     /// How long to wait for another append on the same aggregate before giving up.
     busy_wait: Duration,
 }
@@ -51,9 +60,13 @@ pub fn key(aggregate_type: agora_schemas::AggregateType, id: impl std::fmt::Disp
     format!("{aggregate_type}:{id}")
 }
 
+fn claim_id(key: &str, version: u64) -> String {
+    format!("{key}#{version}")
+}
+
 impl AggregateStore {
     pub fn new(db: &Database, busy_wait: Duration) -> Self {
-        Self { coll: db.collection("aggregates"), busy_wait }
+        Self { heads: db.collection("aggregates"), claims: db.collection("aggregate_claims"), busy_wait }
     }
 
     /// The head as it is now; version 0 and default state if the aggregate has no event yet.
@@ -61,17 +74,28 @@ impl AggregateStore {
         let started = Instant::now();
         let mut pause = Duration::from_millis(5);
         loop {
-            let Some(d) = self.coll.find_one(doc! {"_id": key}).await? else {
-                return Ok(Head { version: 0, state: S::default(), position: None });
+            let head = self.heads.find_one(doc! {"_id": key}).await?;
+            let version = head.as_ref().map(|d| d.get_i64("v").unwrap_or(0).max(0) as u64).unwrap_or(0);
+            let Some(next) = self.claims.find_one(doc! {"_id": claim_id(key, version + 1)}).await? else {
+                return Ok(match head {
+                    Some(d) => head_from(&d),
+                    None => Head { version: 0, state: S::default(), position: None },
+                });
             };
-            if d.get_str("pending").unwrap_or_default().is_empty() {
-                return Ok(head_from(&d));
+            if next.get_bool("pending").unwrap_or(false) {
+                if started.elapsed() > self.busy_wait {
+                    return Err(AppendError::Busy);
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(100));
+                continue;
             }
-            if started.elapsed() > self.busy_wait {
-                return Err(AppendError::Busy);
+            // The head lags a recorded event: roll it forward and look again.
+            let mut set = doc! {"v": (version + 1) as i64, "state": next.get("state").cloned().unwrap_or_default()};
+            if let Some(pos) = next.get("pos") {
+                set.insert("pos", pos.clone());
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(100));
+            self.heads.update_one(doc! {"_id": key}, doc! {"$set": set}).upsert(true).await?;
         }
     }
 
@@ -84,69 +108,64 @@ impl AggregateStore {
         envelope: &Envelope,
         producer: &EventProducer,
     ) -> Result<Position, AppendError> {
-        let pending = envelope.event_id.to_string();
+        let event_id = envelope.event_id.to_string();
         let next = head.version + 1;
+        let claim = claim_id(key, next);
         let state = bson::to_document(new_state)?;
-        if head.version == 0 {
-            let reserved = self
-                .coll
-                .insert_one(
-                    doc! {"_id": key, "v": next as i64, "state": &state, "pending": &pending, "pos": bson::Bson::Null},
-                )
-                .await;
-            match reserved {
-                Ok(_) => {}
-                Err(e) if is_duplicate_key(&e) => return Err(AppendError::Conflict),
-                Err(e) => return Err(e.into()),
-            }
-        } else {
-            let moved = self
-                .coll
-                .update_one(
-                    doc! {"_id": key, "v": head.version as i64, "pending": ""},
-                    doc! {"$set": {"v": next as i64, "state": &state, "pending": &pending}},
-                )
-                .await?;
-            if moved.matched_count == 0 {
-                return Err(AppendError::Conflict);
-            }
+        let claimed = self
+            .claims
+            .insert_one(doc! {
+                "_id": &claim, "event_id": &event_id, "state": &state, "pending": true,
+                "at": bson::DateTime::now(),
+            })
+            .await;
+        match claimed {
+            Ok(_) => {}
+            Err(e) if is_duplicate_key(&e) => return Err(AppendError::Conflict),
+            Err(e) => return Err(e.into()),
         }
         match producer.publish(envelope).await {
             Ok(position) => {
                 let pos = doc! {"topic": &position.topic, "partition": position.partition, "offset": position.offset};
-                self.settle(doc! {"_id": key, "pending": &pending}, doc! {"$set": {"pending": "", "pos": pos}}).await;
+                self.settle(
+                    &self.claims,
+                    doc! {"_id": &claim, "event_id": &event_id},
+                    doc! {"$set": {"pending": false, "pos": pos.clone()}},
+                    false,
+                )
+                .await;
+                self.settle(
+                    &self.heads,
+                    doc! {"_id": key},
+                    doc! {"$set": {"v": next as i64, "state": &state, "pos": pos}},
+                    true,
+                )
+                .await;
                 Ok(position)
             }
             Err(e) => {
-                if head.version == 0 {
-                    if let Err(err) = self.coll.delete_one(doc! {"_id": key, "pending": &pending}).await {
-                        tracing::error!(%key, error = %err, "rolling back a reservation failed");
-                    }
-                } else {
-                    let old = bson::to_document(&head.state)?;
-                    self.settle(
-                        doc! {"_id": key, "pending": &pending},
-                        doc! {"$set": {"v": head.version as i64, "state": old, "pending": ""}},
-                    )
-                    .await;
+                // Not in the log: give the version back.
+                let released = self.claims.delete_one(doc! {"_id": &claim, "event_id": &event_id}).await;
+                if let Err(err) = released {
+                    tracing::error!(%key, error = %err, "releasing a claim failed; the aggregate waits for it");
                 }
                 Err(e.into())
             }
         }
     }
 
-    /// Clears a reservation, retrying briefly: a head left pending blocks its aggregate.
-    async fn settle(&self, filter: Document, update: Document) {
+    /// A write that must land (a claim left pending blocks its aggregate), retried briefly.
+    async fn settle(&self, coll: &Collection<Document>, filter: Document, update: Document, upsert: bool) {
         for attempt in 0..5u32 {
-            match self.coll.update_one(filter.clone(), update.clone()).await {
+            match coll.update_one(filter.clone(), update.clone()).upsert(upsert).await {
                 Ok(_) => return,
                 Err(e) => {
-                    tracing::warn!(attempt, error = %e, "settling an aggregate head failed; retrying");
+                    tracing::warn!(attempt, error = %e, "settling an append failed; retrying");
                     tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
                 }
             }
         }
-        tracing::error!(?filter, "aggregate head left pending");
+        tracing::error!(?filter, "an append was not settled");
     }
 }
 

@@ -31,6 +31,30 @@ async fn follow_race(app: &TestApp, urls: &[String], token: &str, path: &str, n:
         .await
 }
 
+/// `n` moves for the same ply at once, alternating between `urls` and among `ucis`.
+async fn move_race(app: &TestApp, urls: &[String], token: &str, game: &str, ply: u32, ucis: &[&str]) -> Vec<Answer> {
+    let path = format!("/v1/games/{game}/moves");
+    futures::future::join_all((0..50).map(|i| {
+        let body = json!({"uci": ucis[i % ucis.len()], "ply": ply});
+        app.call(Method::POST, &path).on(&urls[i % urls.len()]).token(token).json(&body).send()
+    }))
+    .await
+}
+
+/// Exactly one 202 among the moves; every other answer a 409 problem (stale ply).
+fn one_move(answers: &[Answer]) {
+    let won = answers.iter().filter(|a| a.status == 202).count();
+    assert_eq!(won, 1, "one move per ply: {answers:#?}");
+    for a in answers.iter().filter(|a| a.status != 202) {
+        assert_problem(a, 409);
+    }
+}
+
+/// The plies of the game's move events in the log, in order.
+fn plies(games: &[Envelope]) -> Vec<u64> {
+    of_type(games, "game.move_made").iter().map(|e| e.to_raw().unwrap().payload["ply"].as_u64().unwrap()).collect()
+}
+
 /// Exactly one 201; every other answer a 409 problem. Returns the winner's user id.
 fn one_winner(answers: &[Answer], handle: &str) -> String {
     let won: Vec<_> = answers.iter().filter(|a| a.status == 201).collect();
@@ -82,6 +106,20 @@ async fn invariants_hold_under_races_and_after_a_restart_and_a_redis_flush() {
         assert_eq!(assert_accepted(a).version, 1, "every answer sees the one edge: {a}");
     }
 
+    // One game, fifty moves for its first ply at once (several different legal moves).
+    let challenged = app
+        .call(Method::POST, "/v1/games")
+        .token(&alice.token)
+        .json(&json!({"opponent_id": bob.id, "color": "white"}))
+        .send()
+        .await;
+    assert_accepted(&challenged);
+    let game = challenged.str("game_id");
+    let accepted = app.call(Method::POST, &format!("/v1/games/{game}/accept")).token(&bob.token).send().await;
+    assert_accepted(&accepted);
+    one_move(&move_race(&app, &urls, &alice.token, &game, 0, &["e2e4", "d2d4", "g1f3", "c2c4", "e2e3"]).await);
+    assert_eq!(plies(&app.log_events(AggregateType::Game).await), vec![0]);
+
     let users = app.log_events(AggregateType::User).await;
     let regs = registrations_of(&users, &handle);
     assert_eq!(regs.len(), 1, "{regs:?}");
@@ -115,6 +153,12 @@ async fn invariants_hold_under_races_and_after_a_restart_and_a_redis_flush() {
         let found = assert_accepted(&a);
         assert_eq!((found.event_id, found.version), (None, 1), "{a}");
     }
+    // The game is where it was: the next ply is 1, and again only one move of fifty wins.
+    for a in move_race(&app, &urls, &alice.token, &game, 0, &["d2d4"]).await {
+        assert_problem(&a, 409);
+    }
+    one_move(&move_race(&app, &urls, &bob.token, &game, 1, &["e7e5", "c7c5", "g8f6"]).await);
+    assert_eq!(plies(&app.log_events(AggregateType::Game).await), vec![0, 1]);
     // And a new handle race still has one winner.
     let fresh = unique_handle("fresh");
     let fresh_winner = one_winner(&register_race(&app, &urls, &fresh, 20).await, &fresh);
