@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod commands;
+mod games;
 mod helpers;
 mod idempotency;
 mod kafka_down;
