@@ -6,6 +6,7 @@
 mod commands;
 mod games;
 mod helpers;
+mod hygiene;
 mod idempotency;
 mod kafka_down;
 mod limits;
