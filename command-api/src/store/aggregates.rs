@@ -127,9 +127,11 @@ impl AggregateStore {
         match producer.publish(envelope).await {
             Ok(position) => {
                 let pos = doc! {"topic": &position.topic, "partition": position.partition, "offset": position.offset};
+                // Filters are by `_id` alone: the claim is ours (its insert succeeded), and FerretDB
+                // turns any other filter into a scan of the collection.
                 self.settle(
                     &self.claims,
-                    doc! {"_id": &claim, "event_id": &event_id},
+                    doc! {"_id": &claim},
                     doc! {"$set": {"pending": false, "pos": pos.clone()}},
                     false,
                 )
@@ -145,7 +147,7 @@ impl AggregateStore {
             }
             Err(e) => {
                 // Not in the log: give the version back.
-                let released = self.claims.delete_one(doc! {"_id": &claim, "event_id": &event_id}).await;
+                let released = self.claims.delete_one(doc! {"_id": &claim}).await;
                 if let Err(err) = released {
                     tracing::error!(%key, error = %err, "releasing a claim failed; the aggregate waits for it");
                 }

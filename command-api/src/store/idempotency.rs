@@ -87,7 +87,9 @@ impl IdempotencyStore {
         let body = Binary { subtype: BinarySubtype::Generic, bytes: answer.body.clone() };
         self.coll
             .update_one(
-                doc! {"_id": Self::id(scope, key), "state": "pending"},
+                // Only the request that inserted the record completes it; `_id` alone keeps the
+                // write an index lookup on FerretDB.
+                doc! {"_id": Self::id(scope, key)},
                 doc! {"$set": {"state": "done", "answer": {
                     "status": answer.status as i32, "content_type": &answer.content_type, "body": body,
                 }}},
@@ -98,6 +100,6 @@ impl IdempotencyStore {
 
     /// Forgets a request that failed in a way worth retrying (a 5xx): the key is free again.
     pub async fn abandon(&self, scope: &str, key: &str) -> Result<(), mongodb::error::Error> {
-        self.coll.delete_one(doc! {"_id": Self::id(scope, key), "state": "pending"}).await.map(|_| ())
+        self.coll.delete_one(doc! {"_id": Self::id(scope, key)}).await.map(|_| ())
     }
 }
