@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Agora's local stack: Apache Kafka (KRaft, single node), FerretDB (MongoDB wire protocol over
-# SQLite) and Redis, installed from package registries only and run as plain processes.
+# Agora's local stack: Apache Kafka (KRaft, single node), FerretDB (MongoDB wire protocol) over a
+# private PostgreSQL cluster (or over SQLite) and Redis, installed from package registries only
+# and run as plain processes.
 #
 # Usage:
-#   stack.sh up                      install on first use, start all three, wait, create topics
-#   stack.sh down                    stop all three (SIGTERM, then SIGKILL after a timeout)
+#   stack.sh up                      install on first use, start all, wait, create topics
+#   stack.sh down                    stop all (SIGTERM, then SIGKILL after a timeout)
 #   stack.sh status                  one line per service; exit 0 if all up, 3 otherwise
-#   stack.sh start <kafka|ferretdb|redis>
-#   stack.sh stop  <kafka|ferretdb|redis>
-#   stack.sh restart <kafka|ferretdb|redis>
+#   stack.sh start <kafka|postgres|ferretdb|redis>
+#   stack.sh stop  <kafka|postgres|ferretdb|redis>
+#   stack.sh restart <kafka|postgres|ferretdb|redis>
 #   stack.sh topics [prefix]         create the topics of topics.txt as <prefix>.<name>
-#   stack.sh install                 only download/build into the cache
+#   stack.sh install                 only download/build into the cache (and apt packages)
 #   stack.sh env                     print the addresses as shell assignments
+# (`start ferretdb` also starts postgres when the backend is postgresql and it is down;
+# `stop ferretdb` stops FerretDB only.)
 #
 # Environment (all optional):
 #   AGORA_STACK_DIR                    data/, logs/, run/ of this instance  [<repo>/.local/stack]
@@ -21,6 +24,10 @@
 #   AGORA_STACK_KAFKA_CONTROLLER_PORT  Kafka KRaft controller listener      [9093]
 #   AGORA_STACK_MONGO_PORT             FerretDB (MongoDB wire protocol)     [27017]
 #   AGORA_STACK_REDIS_PORT             Redis                                [6379]
+#   AGORA_STACK_FERRETDB_BACKEND       postgresql | sqlite                  [postgresql]
+#   AGORA_STACK_POSTGRES_PORT          the private PostgreSQL (postgresql backend) [54320]
+#   AGORA_STACK_POSTGRES_BINDIR        PostgreSQL binaries  [newest /usr/lib/postgresql/*/bin]
+#   AGORA_STACK_POSTGRES_OS_USER       OS user running PostgreSQL when run as root  [postgres]
 #   AGORA_STACK_KAFKA_VERSION          org.apache.kafka:kafka_2.13 version  [4.1.1]
 #   AGORA_STACK_LOG4J_VERSION          log4j2 (core + SLF4J 2 binding)      [2.24.3]
 #   AGORA_STACK_SLF4J_VERSION          slf4j-api                            [2.0.17]
@@ -39,11 +46,16 @@ REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
 
 HOST=127.0.0.1
 STACK_DIR=${AGORA_STACK_DIR:-$REPO_ROOT/.local/stack}
+[[ $STACK_DIR == /* ]] || STACK_DIR=$PWD/$STACK_DIR # services run with other working dirs
 CACHE_DIR=${AGORA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/agora}
 KAFKA_PORT=${AGORA_STACK_KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${AGORA_STACK_KAFKA_CONTROLLER_PORT:-9093}
 MONGO_PORT=${AGORA_STACK_MONGO_PORT:-27017}
 REDIS_PORT=${AGORA_STACK_REDIS_PORT:-6379}
+FERRETDB_BACKEND=${AGORA_STACK_FERRETDB_BACKEND:-postgresql}
+POSTGRES_PORT=${AGORA_STACK_POSTGRES_PORT:-54320}
+POSTGRES_BINDIR=${AGORA_STACK_POSTGRES_BINDIR:-}
+POSTGRES_OS_USER=${AGORA_STACK_POSTGRES_OS_USER:-postgres}
 KAFKA_VERSION=${AGORA_STACK_KAFKA_VERSION:-4.1.1}
 LOG4J_VERSION=${AGORA_STACK_LOG4J_VERSION:-2.24.3}
 SLF4J_VERSION=${AGORA_STACK_SLF4J_VERSION:-2.0.17}
@@ -77,7 +89,33 @@ REDIS_PID=$RUN_DIR/redis.pid
 REDIS_LOG=$LOG_DIR/redis.log
 REDIS_OUT=$LOG_DIR/redis.out # stdout/stderr before it daemonizes
 
-SERVICES=(kafka ferretdb redis)
+# PostgreSQL (FerretDB's backend with AGORA_STACK_FERRETDB_BACKEND=postgresql): a private cluster
+# per instance. Its data dir is data/postgres and its socket dir run/postgres, unless the OS user
+# that runs it (root cannot) cannot reach the stack dir (e.g. a clone under /root, mode 0700):
+# then both live in that user's home, <home>/agora-stacks/<hash of the stack dir>/{data,run},
+# and data/postgres is a symlink to it (see pg_place_cluster).
+PG_LINK=$DATA_DIR/postgres
+PG_DATA=$PG_LINK
+PG_SOCK=$RUN_DIR/postgres
+if [[ -L $PG_LINK ]]; then
+	PG_DATA=$(readlink "$PG_LINK")
+	PG_SOCK=$(dirname "$PG_DATA")/run
+fi
+PG_PID=$RUN_DIR/postgres.pid
+PG_LOG=$LOG_DIR/postgres.log
+PG_DB=ferretdb
+PG_SUPERUSER=postgres # the cluster's superuser role (initdb -U), whatever OS user runs it
+PG_SQL=$SCRIPT_DIR/postgres/ferretdb-gin.sql
+PG_BIN="" # set by pg_find_bin
+# The URL FerretDB connects with (TCP: no socket-path length limit; trust auth). FerretDB's pool
+# default is 50 connections, and an open cursor holds one: allow more (max_connections is 300).
+PG_URL="postgres://$PG_SUPERUSER@$HOST:$POSTGRES_PORT/$PG_DB?pool_max_conns=200"
+
+if [[ $FERRETDB_BACKEND == postgresql ]]; then
+	SERVICES=(kafka postgres ferretdb redis)
+else
+	SERVICES=(kafka ferretdb redis)
+fi
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -144,7 +182,9 @@ pid_cmdline_has() {
 svc_marker() {
 	case $1 in
 	kafka) printf '%s\n' "kafka.Kafka" "$KAFKA_PROPS" ;;
-	ferretdb) printf '%s\n' " serve " "$FERRETDB_DATA" ;;
+	# by listen address, not by backend: a FerretDB of either backend is this instance's
+	ferretdb) printf '%s\n' "/ferretdb serve " "-listen-addr $HOST:$MONGO_PORT " ;;
+	postgres) printf '%s\n' "/postgres -D $PG_DATA " ;;
 	redis) printf '%s\n' "redis-server" ":$REDIS_PORT" ;;
 	esac
 }
@@ -153,6 +193,7 @@ svc_pidfile() {
 	case $1 in
 	kafka) echo "$KAFKA_PID" ;;
 	ferretdb) echo "$FERRETDB_PID" ;;
+	postgres) echo "$PG_PID" ;;
 	redis) echo "$REDIS_PID" ;;
 	esac
 }
@@ -161,6 +202,7 @@ svc_ports() {
 	case $1 in
 	kafka) echo "$KAFKA_PORT $KAFKA_CONTROLLER_PORT" ;;
 	ferretdb) echo "$MONGO_PORT" ;;
+	postgres) echo "$POSTGRES_PORT" ;;
 	redis) echo "$REDIS_PORT" ;;
 	esac
 }
@@ -169,6 +211,7 @@ svc_logs() {
 	case $1 in
 	kafka) echo "$KAFKA_LOG $KAFKA_OUT" ;;
 	ferretdb) echo "$FERRETDB_LOG" ;;
+	postgres) echo "$PG_LOG" ;;
 	redis) echo "$REDIS_LOG $REDIS_OUT" ;;
 	esac
 }
@@ -177,6 +220,7 @@ svc_address() {
 	case $1 in
 	kafka) echo "$HOST:$KAFKA_PORT, controller $HOST:$KAFKA_CONTROLLER_PORT" ;;
 	ferretdb) echo "mongodb://$HOST:$MONGO_PORT/" ;;
+	postgres) echo "postgres://$PG_SUPERUSER@$HOST:$POSTGRES_PORT/$PG_DB (data $PG_DATA)" ;;
 	redis) echo "redis://$HOST:$REDIS_PORT" ;;
 	esac
 }
@@ -265,7 +309,15 @@ ensure_prereqs() {
 	command -v "$JAVA" >/dev/null 2>&1 || pkgs+=(openjdk-17-jre-headless)
 	command -v mvn >/dev/null 2>&1 || pkgs+=(maven)
 	command -v flock >/dev/null 2>&1 || pkgs+=(util-linux)
+	if [[ $FERRETDB_BACKEND == postgresql ]] && ! pg_find_bin; then
+		[[ -z $POSTGRES_BINDIR ]] ||
+			die "postgres: AGORA_STACK_POSTGRES_BINDIR=$POSTGRES_BINDIR has no postgres, initdb and psql"
+		pkgs+=(postgresql)
+	fi
 	apt_install "${pkgs[@]}"
+	if [[ $FERRETDB_BACKEND == postgresql ]]; then
+		pg_find_bin || die "postgres: no /usr/lib/postgresql/<version>/bin/postgres after installing Debian's postgresql"
+	fi
 	local jv
 	jv=$("$JAVA" -version 2>&1 | sed -nE '1s/.*version "([0-9]+).*/\1/p')
 	if [[ -z $jv ]] || ((jv < 17)); then
@@ -519,13 +571,31 @@ start_ferretdb() {
 	pid=$(svc_pid ferretdb)
 	if [[ -n $pid ]]; then
 		say "ferretdb: already up (pid $pid, mongodb://$HOST:$MONGO_PORT/)"
+		if ! pid_cmdline_has "$pid" "-handler $FERRETDB_BACKEND "; then
+			warn "ferretdb: the running FerretDB (pid $pid) does not use the $FERRETDB_BACKEND backend; 'stack.sh restart ferretdb' switches it"
+		fi
 		return 0
 	fi
 	install_ferretdb
 	check_ports_free ferretdb
-	say "ferretdb: starting FerretDB $(ferretdb_version) (SQLite in $FERRETDB_DATA) on $HOST:$MONGO_PORT, log $FERRETDB_LOG"
+	local backend=()
+	case $FERRETDB_BACKEND in
+	postgresql)
+		# FerretDB needs its backend: start it if it is down (stop ferretdb leaves it running).
+		if [[ -z $(svc_pid postgres) ]]; then
+			say "ferretdb: its backend (postgres) is down: starting it first"
+			start_postgres
+		fi
+		backend=(-handler postgresql -postgresql-url "$PG_URL")
+		say "ferretdb: starting FerretDB $(ferretdb_version) (PostgreSQL $HOST:$POSTGRES_PORT/$PG_DB) on $HOST:$MONGO_PORT, log $FERRETDB_LOG"
+		;;
+	sqlite)
+		backend=(-handler sqlite -sqlite-dir "$FERRETDB_DATA")
+		say "ferretdb: starting FerretDB $(ferretdb_version) (SQLite in $FERRETDB_DATA) on $HOST:$MONGO_PORT, log $FERRETDB_LOG"
+		;;
+	esac
 	launch "$FERRETDB_PID" "$FERRETDB_LOG" "$FERRETDB_BIN" serve -listen-addr "$HOST:$MONGO_PORT" \
-		-handler sqlite -sqlite-dir "$FERRETDB_DATA" || fail_svc ferretdb "process did not start"
+		"${backend[@]}" || fail_svc ferretdb "process did not start"
 	STARTED+=(ferretdb)
 }
 
@@ -547,6 +617,174 @@ start_redis() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# PostgreSQL: FerretDB's backend (AGORA_STACK_FERRETDB_BACKEND=postgresql), a private cluster
+
+# The newest /usr/lib/postgresql/<version>/bin (Debian's layout), or AGORA_STACK_POSTGRES_BINDIR.
+pg_find_bin() {
+	[[ -z $PG_BIN ]] || return 0
+	local d=$POSTGRES_BINDIR
+	if [[ -z $d ]]; then
+		d=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+	fi
+	[[ -x $d/postgres && -x $d/initdb && -x $d/psql ]] || return 1
+	PG_BIN=$d
+}
+
+pg_major() {
+	"$PG_BIN/postgres" -V | sed -nE 's/^[^0-9]*([0-9]+).*/\1/p'
+}
+
+# PostgreSQL refuses to run as root: then its programs run as AGORA_STACK_POSTGRES_OS_USER
+# (Debian's package creates `postgres`), through setpriv (an exec, so pids stay the same).
+# Otherwise they run as the calling user. Always from /: the caller's working dir may be one
+# that user cannot enter.
+PG_RUN_AS=()
+pg_setup_user() {
+	((EUID == 0)) || return 0
+	((${#PG_RUN_AS[@]} == 0)) || return 0
+	if ! getent passwd "$POSTGRES_OS_USER" >/dev/null; then
+		say "postgres: creating the system user $POSTGRES_OS_USER (PostgreSQL refuses to run as root)"
+		useradd --system --user-group --home-dir "/var/lib/$POSTGRES_OS_USER" --create-home \
+			--shell /usr/sbin/nologin "$POSTGRES_OS_USER" || die "postgres: useradd $POSTGRES_OS_USER failed"
+	fi
+	PG_RUN_AS=(setpriv --reuid="$POSTGRES_OS_USER" --regid="$(id -g "$POSTGRES_OS_USER")" --init-groups --reset-env)
+}
+
+as_pg() {
+	"${PG_RUN_AS[@]+"${PG_RUN_AS[@]}"}" env -C / "$@"
+}
+
+pg_psql() { # psql args... (as the cluster's superuser, over TCP, trust auth)
+	PGCONNECT_TIMEOUT=5 "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$HOST" -p "$POSTGRES_PORT" -U "$PG_SUPERUSER" "$@"
+}
+
+# Where the cluster lives (sets PG_DATA, PG_SOCK). When root runs the stack, the cluster's OS
+# user must be able to enter the data and socket dirs; a stack dir under /root (0700) or made
+# with umask 077 is out of its reach. Then the cluster goes to <its home>/agora-stacks/<hash of
+# the stack dir>/{data,run}, and data/postgres becomes a symlink to it (found again from that
+# link on every later run; remove both to drop the cluster).
+pg_place_cluster() {
+	if ((EUID != 0)); then
+		mkdir -p "$PG_SOCK"
+		return 0
+	fi
+	local owner=$POSTGRES_OS_USER
+	if [[ -L $PG_LINK ]]; then
+		mkdir -p "$PG_SOCK"
+		chown "$owner:" "$PG_SOCK"
+		return 0
+	fi
+	mkdir -p "$PG_SOCK"
+	chown "$owner:" "$PG_SOCK"
+	if as_pg test -x "$DATA_DIR" && as_pg test -w "$PG_SOCK"; then
+		return 0
+	fi
+	rmdir "$PG_SOCK" 2>/dev/null || true
+	if [[ -e $PG_LINK ]]; then
+		fail_svc postgres "user $owner cannot enter the cluster in $PG_LINK (a parent dir is not searchable by others): chmod o+x the parents, or move $PG_LINK away to start a new cluster elsewhere"
+	fi
+	local home base
+	home=$(getent passwd "$owner" | cut -d: -f6)
+	if [[ -z $home || ! -d $home ]] || ! as_pg test -x "$home"; then
+		home=/var/tmp
+	fi
+	base=$home/agora-stacks/$(printf '%s' "$STACK_DIR" | sha256sum | cut -c1-16)
+	mkdir -p "$base/run"
+	chmod 755 "$home/agora-stacks" "$base"
+	chown "$owner:" "$base/run"
+	printf '%s\n' "$STACK_DIR" >"$base/stack-dir"
+	ln -sfn "$base/data" "$PG_LINK"
+	PG_DATA=$base/data
+	PG_SOCK=$base/run
+	say "postgres: user $owner cannot enter $STACK_DIR (a parent dir is not searchable by others, e.g. /root is 0700): the cluster lives in $base (symlinked from $PG_LINK)"
+}
+
+# initdb once per data dir, into a temp dir renamed into place (an interrupted initdb leaves
+# only a .postgres.tmp.* dir, removed by the next run). UTF8 and the C locale: what FerretDB
+# checks for; trust auth for local and 127.0.0.1 connections.
+pg_init_cluster() {
+	local have want
+	want=$(pg_major)
+	if [[ -f $PG_DATA/PG_VERSION ]]; then
+		have=$(<"$PG_DATA/PG_VERSION")
+		[[ $have == "$want" ]] ||
+			fail_svc postgres "the cluster in $PG_DATA was made by PostgreSQL $have, the binaries in $PG_BIN are PostgreSQL $want: set AGORA_STACK_POSTGRES_BINDIR to PostgreSQL $have's, or remove $PG_DATA (FerretDB's data goes with it)"
+		return 0
+	fi
+	if [[ -e $PG_DATA ]] && [[ -n $(ls -A "$PG_DATA" 2>/dev/null) ]]; then
+		fail_svc postgres "$PG_DATA is not empty but holds no PostgreSQL cluster (no PG_VERSION): move it away"
+	fi
+	local parent tmp t0
+	parent=$(dirname "$PG_DATA")
+	rm -rf -- "$parent/.postgres.tmp."* # we hold the instance lock: leftovers of an interrupted initdb
+	tmp=$(mktemp -d "$parent/.postgres.tmp.XXXXXX")
+	TMP_PATHS+=("$tmp")
+	((EUID != 0)) || chown "$POSTGRES_OS_USER:" "$tmp"
+	t0=$(now)
+	say "postgres: creating a PostgreSQL $want cluster in $PG_DATA (initdb, once per data dir)"
+	as_pg "$PG_BIN/initdb" -D "$tmp" -U "$PG_SUPERUSER" --auth=trust --encoding=UTF8 --locale=C \
+		--no-instructions >>"$PG_LOG" 2>&1 || fail_svc postgres "initdb failed"
+	[[ ! -d $PG_DATA ]] || rmdir "$PG_DATA"
+	mv -T "$tmp" "$PG_DATA"
+	say "postgres: cluster created in $(($(now) - t0)) s"
+}
+
+# The database FerretDB uses and the companion-index triggers (postgres/ferretdb-gin.sql).
+pg_setup_db() {
+	local have n
+	have=$(pg_psql -d postgres -At -c "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'" 2>>"$PG_LOG") ||
+		pg_setup_failed "could not query the cluster"
+	if [[ $have != 1 ]]; then
+		say "postgres: creating database $PG_DB"
+		pg_psql -d postgres -c "CREATE DATABASE $PG_DB" >>"$PG_LOG" 2>&1 ||
+			pg_setup_failed "CREATE DATABASE $PG_DB failed"
+	fi
+	n=$(pg_psql -d "$PG_DB" -At -f "$PG_SQL" 2>>"$PG_LOG") ||
+		pg_setup_failed "installing $PG_SQL into $PG_DB failed"
+	[[ $n == 0 ]] && n=""
+	say "postgres: database $PG_DB ready (GIN companion-index triggers installed${n:+, $n missing companion indexes made})"
+}
+
+pg_setup_failed() {
+	warn "postgres: $1; stopping it"
+	stop_svc postgres >&2
+	fail_svc postgres "$1"
+}
+
+# Settings for a dev stack: synchronous_commit=off (a crash may lose the last few hundred ms of
+# commits, never corrupts: fsync stays on), modest shared_buffers, max_connections for FerretDB's
+# pool (up to 200) plus psql and tests, custom plans for FerretDB's prepared statements (see
+# postgres/ferretdb-gin.sql), no JIT (compiling costs more than it saves on these queries).
+# Errors are logged without their statement: Agora's claims insert and expect duplicate-key
+# errors all the time, and the statement text (the whole document) would swell the log.
+start_postgres() {
+	local pid
+	pid=$(svc_pid postgres)
+	if [[ -n $pid ]]; then
+		say "postgres: already up (pid $pid, $HOST:$POSTGRES_PORT)"
+		return 0
+	fi
+	pg_find_bin || die "postgres: PostgreSQL is not installed (stack.sh install installs Debian's postgresql)"
+	pg_setup_user
+	check_ports_free postgres
+	pg_place_cluster
+	pg_init_cluster
+	local sock=$PG_SOCK
+	if ((${#sock} + 16 > 107)); then # a Unix socket path holds at most 107 bytes
+		warn "postgres: socket dir $sock is too long for a Unix socket path: TCP only"
+		sock=""
+	fi
+	say "postgres: starting PostgreSQL $(pg_major) on $HOST:$POSTGRES_PORT (data $PG_DATA), log $PG_LOG"
+	launch "$PG_PID" "$PG_LOG" "${PG_RUN_AS[@]+"${PG_RUN_AS[@]}"}" env -C / "$PG_BIN/postgres" -D "$PG_DATA" \
+		-c listen_addresses="$HOST" -c port="$POSTGRES_PORT" -c unix_socket_directories="$sock" \
+		-c max_connections=300 -c shared_buffers=128MB -c synchronous_commit=off -c fsync=on \
+		-c plan_cache_mode=force_custom_plan -c jit=off -c log_timezone=UTC -c log_min_error_statement=panic \
+		|| fail_svc postgres "process did not start"
+	wait_svc postgres
+	pg_setup_db
+}
+
+# ---------------------------------------------------------------------------------------------
 # readiness
 
 kafka_answers() {
@@ -563,6 +801,12 @@ ferretdb_answers() {
 	fi
 	[[ -x $bin ]] || return 1
 	"$bin" ping -uri "mongodb://$HOST:$MONGO_PORT/" -timeout 2s >/dev/null 2>&1
+}
+
+postgres_answers() {
+	pg_find_bin || return 1
+	[[ $(PGCONNECT_TIMEOUT=2 timeout 5 "$PG_BIN/psql" -X -At -h "$HOST" -p "$POSTGRES_PORT" -U "$PG_SUPERUSER" \
+		-d postgres -c 'SELECT 1' 2>/dev/null) == 1 ]]
 }
 
 redis_answers() {
@@ -596,8 +840,26 @@ wait_svc() { # svc
 # ---------------------------------------------------------------------------------------------
 # stopping
 
+# PostgreSQL's postmaster: SIGTERM would be a "smart" shutdown, waiting for every client to
+# disconnect; SIGINT is the "fast" one (clients are disconnected, a clean checkpoint is written).
+# If it hangs, SIGQUIT ("immediate", crash recovery at the next start) before SIGKILL.
+stop_signal() {
+	case $1 in
+	postgres) echo INT ;;
+	*) echo TERM ;;
+	esac
+}
+
+# Child processes of pids (PostgreSQL's backends and workers), to make sure none outlives them.
+child_pids() {
+	local pid
+	for pid in "$@"; do
+		ps -o pid= --ppid "$pid" 2>/dev/null | tr -d ' ' || true
+	done
+}
+
 stop_svc() { # svc
-	local svc=$1 pids=() pid t0 port i
+	local svc=$1 pids=() children=() pid t0 port i sig quit_sent=0
 	pid=$(svc_pid "$svc")
 	[[ -n $pid ]] && pids+=("$pid")
 	for pid in $(svc_port_pids "$svc"); do
@@ -606,12 +868,21 @@ stop_svc() { # svc
 	if ((${#pids[@]} == 0)); then
 		say "$svc: already down"
 	else
-		say "$svc: stopping pid ${pids[*]} (SIGTERM, SIGKILL after $STOP_SECS s)"
-		kill -TERM "${pids[@]}" 2>/dev/null || true
+		sig=$(stop_signal "$svc")
+		[[ $svc != postgres ]] || mapfile -t children < <(child_pids "${pids[@]}")
+		say "$svc: stopping pid ${pids[*]} (SIG$sig, SIGKILL after $STOP_SECS s)"
+		kill -"$sig" "${pids[@]}" 2>/dev/null || true
 		t0=$(now)
 		for pid in "${pids[@]}"; do
 			while pid_alive "$pid"; do
 				if (($(now) - t0 >= STOP_SECS)); then
+					if [[ $svc == postgres ]] && ((quit_sent == 0)); then
+						warn "$svc: pid $pid still running after $STOP_SECS s: SIGQUIT (immediate shutdown)"
+						kill -QUIT "$pid" 2>/dev/null || true
+						quit_sent=1
+						t0=$(($(now) - STOP_SECS + 5)) # 5 s more, then SIGKILL
+						continue
+					fi
 					warn "$svc: pid $pid still running after $STOP_SECS s: SIGKILL"
 					kill -KILL "$pid" 2>/dev/null || true
 					sleep 0.2
@@ -626,6 +897,18 @@ stop_svc() { # svc
 				sleep 0.1
 			done
 			if pid_alive "$pid"; then die "$svc: pid $pid survived SIGKILL"; fi
+		done
+		# A postmaster that exited normally has waited for its children; after a SIGKILL they
+		# exit on their own once they notice. Give them 5 s, then SIGKILL what is left.
+		for pid in "${children[@]+"${children[@]}"}"; do
+			for ((i = 0; i < 50; i++)); do
+				pid_alive "$pid" || break
+				sleep 0.1
+			done
+			if pid_alive "$pid" && pid_cmdline_has "$pid" "postgres"; then
+				warn "$svc: child pid $pid of the stopped postmaster still running: SIGKILL"
+				kill -KILL "$pid" 2>/dev/null || true
+			fi
 		done
 		say "$svc: stopped"
 	fi
@@ -718,7 +1001,10 @@ cmd_up() {
 	t0=$(now)
 	lock_instance
 	install_all
-	start_kafka
+	start_kafka # answers after a few seconds: waited for below, with the others
+	if [[ $FERRETDB_BACKEND == postgresql ]]; then
+		start_postgres # waits until it answers and has FerretDB's database
+	fi
 	start_ferretdb
 	start_redis
 	local svc
@@ -732,8 +1018,9 @@ cmd_up() {
 cmd_down() {
 	lock_instance
 	local svc
-	# Reverse order: clients of Kafka/FerretDB go first in real life; here they are independent.
-	for svc in redis ferretdb kafka; do
+	# Reverse order: FerretDB before its backend; postgres is stopped whatever the backend (a
+	# cluster left running by an earlier AGORA_STACK_FERRETDB_BACKEND=postgresql).
+	for svc in redis ferretdb postgres kafka; do
 		stop_svc "$svc"
 	done
 	say "all down"
@@ -751,7 +1038,11 @@ status_line() { # svc -> 0 if up
 	else
 		state="not-answering"
 	fi
-	printf '%-9s %-5s pid %-8s %s\n' "$svc" "$state" "$pid" "$(svc_address "$svc")"
+	local extra=""
+	if [[ $svc == ferretdb ]]; then # which backend the running process uses
+		extra=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | sed -nE 's/.* -handler ([a-z]+) .*/ over \1/p')
+	fi
+	printf '%-9s %-5s pid %-8s %s%s\n' "$svc" "$state" "$pid" "$(svc_address "$svc")" "$extra"
 	[[ $state == up ]]
 }
 
@@ -760,18 +1051,24 @@ cmd_status() {
 	for svc in "${SERVICES[@]}"; do
 		status_line "$svc" || rc=3
 	done
+	if [[ $FERRETDB_BACKEND != postgresql && -n $(svc_pid postgres) ]]; then
+		status_line postgres || true # not used by this backend, but running: show it
+	fi
 	return "$rc"
 }
 
 check_svc_name() {
 	case ${1:-} in
-	kafka | ferretdb | redis) ;;
-	*) die "expected one of: kafka ferretdb redis (got '${1:-}')" ;;
+	kafka | postgres | ferretdb | redis) ;;
+	*) die "expected one of: kafka postgres ferretdb redis (got '${1:-}')" ;;
 	esac
 }
 
 cmd_start() {
 	check_svc_name "${1:-}"
+	if [[ $1 == postgres && $FERRETDB_BACKEND != postgresql ]]; then
+		die "postgres: not used with AGORA_STACK_FERRETDB_BACKEND=$FERRETDB_BACKEND (FerretDB runs over SQLite)"
+	fi
 	lock_instance
 	ensure_prereqs
 	"start_$1"
@@ -791,12 +1088,16 @@ cmd_env() {
 	printf 'AGORA_STACK_DIR=%q\n' "$STACK_DIR"
 	printf 'AGORA_KAFKA_BROKERS=%s\n' "$HOST:$KAFKA_PORT"
 	printf 'AGORA_MONGO_URI=%s\n' "mongodb://$HOST:$MONGO_PORT/"
+	printf 'AGORA_STACK_FERRETDB_BACKEND=%s\n' "$FERRETDB_BACKEND"
+	if [[ $FERRETDB_BACKEND == postgresql ]]; then
+		printf 'AGORA_STACK_POSTGRES_URL=%q\n' "postgres://$PG_SUPERUSER@$HOST:$POSTGRES_PORT/$PG_DB"
+	fi
 	printf 'AGORA_REDIS_URL=%s\n' "redis://$HOST:$REDIS_PORT/"
 	printf 'AGORA_TOPIC_PREFIX=%s\n' "$TOPIC_PREFIX"
 }
 
 usage() {
-	sed -n '5,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '6,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 }
 
 main() {
@@ -804,6 +1105,11 @@ main() {
 	check_port_number AGORA_STACK_KAFKA_CONTROLLER_PORT "$KAFKA_CONTROLLER_PORT"
 	check_port_number AGORA_STACK_MONGO_PORT "$MONGO_PORT"
 	check_port_number AGORA_STACK_REDIS_PORT "$REDIS_PORT"
+	check_port_number AGORA_STACK_POSTGRES_PORT "$POSTGRES_PORT"
+	case $FERRETDB_BACKEND in
+	postgresql | sqlite) ;;
+	*) die "AGORA_STACK_FERRETDB_BACKEND must be postgresql or sqlite, got '$FERRETDB_BACKEND'" ;;
+	esac
 	local cmd=${1:-}
 	shift || true
 	case $cmd in

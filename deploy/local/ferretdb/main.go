@@ -5,8 +5,15 @@
 // cmd/ferretdb, whose `go install` build panics at start (its build/version/version.txt is
 // git-ignored upstream, FerretDB issue #2982).
 //
-//	agora-ferretdb serve -listen-addr 127.0.0.1:27017 -sqlite-dir /path/to/dir
+//	agora-ferretdb serve -listen-addr 127.0.0.1:27017 -handler postgresql \
+//		-postgresql-url 'postgres://postgres@127.0.0.1:54320/ferretdb?pool_max_conns=200'
+//	agora-ferretdb serve -listen-addr 127.0.0.1:27017 -handler sqlite -sqlite-dir /path/to/dir
 //	agora-ferretdb ping  -uri mongodb://127.0.0.1:27017/ -timeout 2s
+//
+// The flags map onto the embeddable ferretdb.Config: -handler onto Handler, -postgresql-url onto
+// PostgreSQLURL (a pgx connection string; the database must exist), -sqlite-dir onto SQLiteURL
+// ("file:<dir>/"). The default handler is sqlite, which needs no other server; Agora's local
+// stack runs postgresql (deploy/local/stack.sh, AGORA_STACK_FERRETDB_BACKEND).
 //
 // serve runs until SIGTERM or SIGINT, then closes the listener and the backend.
 // ping exits 0 once a real MongoDB driver round trip ({ping: 1}) succeeds, 1 otherwise.
@@ -18,6 +25,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -88,6 +96,8 @@ func serve(args []string) error {
 		Handler:  *handler,
 	}
 
+	var backendURL string // for the log line (password redacted)
+
 	switch *handler {
 	case "sqlite":
 		if *sqliteDir == "" {
@@ -105,12 +115,19 @@ func serve(args []string) error {
 		}
 
 		conf.SQLiteURL = "file:" + strings.TrimSuffix(dir, "/") + "/"
+		backendURL = conf.SQLiteURL
 	case "postgresql":
 		if *postgresqlURL == "" {
 			return errors.New("-postgresql-url is required with the postgresql handler")
 		}
 
+		u, err := url.Parse(*postgresqlURL)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			return fmt.Errorf("-postgresql-url must be a postgres:// URL, got %q", *postgresqlURL)
+		}
+
 		conf.PostgreSQLURL = *postgresqlURL
+		backendURL = u.Redacted()
 	default:
 		return fmt.Errorf("unknown -handler %q", *handler)
 	}
@@ -125,7 +142,7 @@ func serve(args []string) error {
 
 	logger.Info("agora-ferretdb: listening",
 		slog.String("addr", *listenAddr), slog.String("handler", *handler),
-		slog.String("sqlite_url", conf.SQLiteURL), slog.Int("pid", os.Getpid()))
+		slog.String("backend_url", backendURL), slog.Int("pid", os.Getpid()))
 
 	if err = f.Run(ctx); err != nil {
 		return err

@@ -63,11 +63,14 @@ impl Stack {
 
 /// A stack instance of one test's own (`deploy/local/stack.sh` with a temporary
 /// `AGORA_STACK_DIR` and free ports), so stopping its Kafka or flushing its Redis disturbs no
-/// other test. Stopped and removed on drop, even when an assertion failed.
+/// other test. Stopped and removed on drop, even when an assertion failed. Its FerretDB runs on
+/// the backend the stack script defaults to (or `AGORA_STACK_FERRETDB_BACKEND`); with PostgreSQL
+/// the instance has a private cluster on a free port too, which `start ferretdb` brings up.
 #[derive(Debug)]
 pub struct OwnStack {
     dir: PathBuf,
-    ports: [u16; 4],
+    /// Kafka, Kafka controller, FerretDB, Redis, PostgreSQL.
+    ports: [u16; 5],
 }
 
 fn free_port() -> u16 {
@@ -79,16 +82,18 @@ fn stack_script() -> PathBuf {
 }
 
 impl OwnStack {
-    /// Starts Kafka, FerretDB and Redis on free ports and waits until each answers.
+    /// Starts Kafka, FerretDB (and its PostgreSQL) and Redis on free ports and waits until each
+    /// answers.
     pub fn up(name: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("agora-{name}-{}", uuid::Uuid::new_v4().simple()));
-        let mut ports = [0; 4];
+        let mut ports = [0; 5];
         while ports.iter().enumerate().any(|(i, p)| *p == 0 || ports[..i].contains(p)) {
-            ports = [free_port(), free_port(), free_port(), free_port()];
+            ports = [free_port(), free_port(), free_port(), free_port(), free_port()];
         }
         let own = Self { dir, ports };
         // `start` per service rather than `up`: `up` also creates a default set of topics,
-        // which nothing here uses (every TestApp creates its own).
+        // which nothing here uses (every TestApp creates its own). `start ferretdb` starts its
+        // PostgreSQL first when that is the backend.
         for service in ["kafka", "ferretdb", "redis"] {
             own.start(service);
         }
@@ -104,6 +109,7 @@ impl OwnStack {
             .env("AGORA_STACK_KAFKA_CONTROLLER_PORT", self.ports[1].to_string())
             .env("AGORA_STACK_MONGO_PORT", self.ports[2].to_string())
             .env("AGORA_STACK_REDIS_PORT", self.ports[3].to_string())
+            .env("AGORA_STACK_POSTGRES_PORT", self.ports[4].to_string())
             .env("AGORA_TOPIC_PREFIX", "unused");
         c
     }
@@ -119,12 +125,12 @@ impl OwnStack {
         );
     }
 
-    /// `stack.sh stop <kafka|ferretdb|redis>`: returns once the process is gone.
+    /// `stack.sh stop <kafka|postgres|ferretdb|redis>`: returns once the process is gone.
     pub fn stop(&self, service: &str) {
         self.run(&["stop", service]);
     }
 
-    /// `stack.sh start <kafka|ferretdb|redis>`: returns once it answers.
+    /// `stack.sh start <kafka|postgres|ferretdb|redis>`: returns once it answers.
     pub fn start(&self, service: &str) {
         self.run(&["start", service]);
     }
