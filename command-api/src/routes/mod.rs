@@ -87,6 +87,17 @@ pub async fn user_exists(app: &AppState, user: UserId) -> Result<bool, ApiError>
 /// How many times a command is decided again after losing a race on its aggregate.
 const MAX_ATTEMPTS: usize = 8;
 
+/// Where a decision starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// From the stored head.
+    Load,
+    /// From an empty head, for an aggregate whose id was minted for this command: saves the
+    /// two reads of a load. Should the id exist after all, the claim collides and the
+    /// decision is made again on the loaded head.
+    New,
+}
+
 /// Loads the aggregate, lets `decide` choose an event (or nothing), and appends it with
 /// optimistic concurrency, deciding again on fresh state when another command won the race.
 pub async fn decide_and_append<S, F>(
@@ -94,6 +105,22 @@ pub async fn decide_and_append<S, F>(
     key: &str,
     aggregate_id: Uuid,
     meta: Metadata,
+    decide: F,
+) -> Result<Accepted, ApiError>
+where
+    S: Serialize + DeserializeOwned + Default,
+    F: FnMut(&Head<S>) -> Result<Option<(Event, S)>, ApiError>,
+{
+    decide_and_append_from(app, key, aggregate_id, meta, Start::Load, decide).await
+}
+
+/// [`decide_and_append`], starting from `start`.
+pub async fn decide_and_append_from<S, F>(
+    app: &AppState,
+    key: &str,
+    aggregate_id: Uuid,
+    meta: Metadata,
+    start: Start,
     mut decide: F,
 ) -> Result<Accepted, ApiError>
 where
@@ -101,10 +128,14 @@ where
     F: FnMut(&Head<S>) -> Result<Option<(Event, S)>, ApiError>,
 {
     // Commands on one aggregate take turns within this process, so they race only with
-    // other instances.
-    let _turn = app.locks.lock(key).await;
-    for _ in 0..MAX_ATTEMPTS {
-        let head: Head<S> = app.aggregates.load(key).await.map_err(append_error)?;
+    // other instances. A new aggregate has nobody to take turns with.
+    let _turn = if start == Start::Load { Some(app.locks.lock(key).await) } else { None };
+    for attempt in 0..MAX_ATTEMPTS {
+        let head: Head<S> = if attempt == 0 && start == Start::New {
+            Head { version: 0, state: S::default(), position: None }
+        } else {
+            app.aggregates.load(key).await.map_err(append_error)?
+        };
         let Some((event, new_state)) = decide(&head)? else {
             metrics::counter!(names::NO_OPS).increment(1);
             return Ok(Accepted {
