@@ -57,7 +57,7 @@ pub struct LoggedIn {
     path = "/v1/auth/register",
     tag = "auth",
     request_body = RegisterBody,
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters")),
+    params(super::IdempotencyKey),
     responses((status = 201, description = "registered and signed in", body = Registered), agora_platform::http::openapi::CommandErrors)
 )]
 pub async fn register(
@@ -108,7 +108,7 @@ const FAILED_LOGINS: &str = "login_failures";
     path = "/v1/auth/login",
     tag = "auth",
     request_body = LoginBody,
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters")),
+    params(super::IdempotencyKey),
     responses((status = 200, description = "signed in", body = LoggedIn), agora_platform::http::openapi::CommandErrors)
 )]
 pub async fn login(

@@ -15,8 +15,8 @@ use axum::http::StatusCode;
     put,
     path = "/v1/follows/{user_id}",
     tag = "follows",
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters"), ("user_id" = uuid::Uuid, Path, description = "the user to follow")),
-    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    params(super::IdempotencyKey, ("user_id" = uuid::Uuid, Path, description = "the user to follow")),
+    responses(super::AcceptedAnswer, agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]
 pub async fn follow(
@@ -32,8 +32,8 @@ pub async fn follow(
     delete,
     path = "/v1/follows/{user_id}",
     tag = "follows",
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters"), ("user_id" = uuid::Uuid, Path, description = "the user to unfollow")),
-    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    params(super::IdempotencyKey, ("user_id" = uuid::Uuid, Path, description = "the user to unfollow")),
+    responses(super::AcceptedAnswer, agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]
 pub async fn unfollow(

@@ -78,8 +78,8 @@ fn game_id(raw: &str) -> Result<GameId, ApiError> {
     path = "/v1/games",
     tag = "games",
     request_body = ChallengeBody,
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters")),
-    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    params(super::IdempotencyKey),
+    responses(super::AcceptedAnswer, agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]
 pub async fn challenge(
@@ -113,8 +113,8 @@ pub async fn challenge(
     post,
     path = "/v1/games/{game_id}/accept",
     tag = "games",
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters"), ("game_id" = uuid::Uuid, Path, description = "the game")),
-    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    params(super::IdempotencyKey, ("game_id" = uuid::Uuid, Path, description = "the game")),
+    responses(super::AcceptedAnswer, agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]
 pub async fn accept(
@@ -132,8 +132,8 @@ pub async fn accept(
     path = "/v1/games/{game_id}/moves",
     tag = "games",
     request_body = MoveBody,
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters"), ("game_id" = uuid::Uuid, Path, description = "the game")),
-    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    params(super::IdempotencyKey, ("game_id" = uuid::Uuid, Path, description = "the game")),
+    responses(super::AcceptedAnswer, agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]
 pub async fn play(
@@ -151,8 +151,8 @@ pub async fn play(
     post,
     path = "/v1/games/{game_id}/resign",
     tag = "games",
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters"), ("game_id" = uuid::Uuid, Path, description = "the game")),
-    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    params(super::IdempotencyKey, ("game_id" = uuid::Uuid, Path, description = "the game")),
+    responses(super::AcceptedAnswer, agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]
 pub async fn resign(

@@ -29,8 +29,8 @@ pub struct ProfileBody {
     path = "/v1/me",
     tag = "users",
     request_body = ProfileBody,
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters")),
-    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    params(super::IdempotencyKey),
+    responses(super::AcceptedAnswer, agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]
 pub async fn update(

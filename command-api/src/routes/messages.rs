@@ -35,8 +35,8 @@ fn rejection(e: ConversationRejection) -> ApiError {
     path = "/v1/messages",
     tag = "messages",
     request_body = SendBody,
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters")),
-    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    params(super::IdempotencyKey),
+    responses(super::AcceptedAnswer, agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]
 pub async fn send(
@@ -69,8 +69,8 @@ pub async fn send(
     post,
     path = "/v1/conversations/{conversation_id}/read",
     tag = "messages",
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters"), ("conversation_id" = uuid::Uuid, Path, description = "the conversation")),
-    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    params(super::IdempotencyKey, ("conversation_id" = uuid::Uuid, Path, description = "the conversation")),
+    responses(super::AcceptedAnswer, agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]
 pub async fn read(

@@ -54,6 +54,26 @@ pub struct Accepted {
     pub game_id: Option<Uuid>,
 }
 
+/// The optional `Idempotency-Key` header every command takes (documentation only: the
+/// `idempotency` middleware reads it).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKey {
+    /// Retry safely: the same key and body within 24 h returns the first answer;
+    /// 1-255 visible ASCII characters.
+    #[param(rename = "Idempotency-Key", nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$")]
+    #[allow(dead_code)]
+    idempotency_key: Option<String>,
+}
+
+/// The 202 answer of every command, for the OpenAPI document.
+#[derive(Debug, utoipa::IntoResponses)]
+#[response(
+    status = 202,
+    description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)"
+)]
+pub struct AcceptedAnswer(#[allow(dead_code)] Accepted);
+
 fn token_of(position: Option<&Position>) -> String {
     position.map(ConsistencyToken::from_position).unwrap_or_default().encode()
 }

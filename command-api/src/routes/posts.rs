@@ -45,8 +45,8 @@ fn rejection(e: PostRejection) -> ApiError {
     path = "/v1/posts",
     tag = "posts",
     request_body = TextBody,
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters")),
-    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    params(super::IdempotencyKey),
+    responses(super::AcceptedAnswer, agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]
 pub async fn create(
@@ -70,8 +70,8 @@ pub async fn create(
     delete,
     path = "/v1/posts/{post_id}",
     tag = "posts",
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters"), ("post_id" = uuid::Uuid, Path, description = "the post")),
-    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    params(super::IdempotencyKey, ("post_id" = uuid::Uuid, Path, description = "the post")),
+    responses(super::AcceptedAnswer, agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]
 pub async fn delete(
@@ -94,8 +94,8 @@ pub async fn delete(
     path = "/v1/posts/{post_id}/comments",
     tag = "posts",
     request_body = CommentBody,
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters"), ("post_id" = uuid::Uuid, Path, description = "the post")),
-    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    params(super::IdempotencyKey, ("post_id" = uuid::Uuid, Path, description = "the post")),
+    responses(super::AcceptedAnswer, agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]
 pub async fn comment(
@@ -126,8 +126,8 @@ fn post_step(state: &PostState, command: PostCommand) -> Result<Option<(agora_sc
     put,
     path = "/v1/posts/{post_id}/like",
     tag = "posts",
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters"), ("post_id" = uuid::Uuid, Path, description = "the post")),
-    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    params(super::IdempotencyKey, ("post_id" = uuid::Uuid, Path, description = "the post")),
+    responses(super::AcceptedAnswer, agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]
 pub async fn like(
@@ -143,8 +143,8 @@ pub async fn like(
     delete,
     path = "/v1/posts/{post_id}/like",
     tag = "posts",
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retry safely: same key and body within 24 h returns the first answer; 1-255 visible ASCII characters"), ("post_id" = uuid::Uuid, Path, description = "the post")),
-    responses((status = 202, description = "accepted: the event is durable in Kafka (or, with `event_id` null, nothing changed)", body = super::Accepted), agora_platform::http::openapi::CommandErrors),
+    params(super::IdempotencyKey, ("post_id" = uuid::Uuid, Path, description = "the post")),
+    responses(super::AcceptedAnswer, agora_platform::http::openapi::CommandErrors),
     security(("bearer" = []))
 )]
 pub async fn unlike(
