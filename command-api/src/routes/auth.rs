@@ -3,13 +3,14 @@
 use super::metadata;
 use crate::domain::user::{self, UserState};
 use crate::domain::validation::{DisplayName, Handle, Password};
+use crate::routes::Start;
 use crate::startup::AppState;
+use crate::store::Credential;
 use crate::store::aggregates::key;
 use crate::store::credentials::CredentialError;
-use crate::store::{Credential, Head};
 use agora_platform::http::{ApiError, ApiJson, RequestId};
 use agora_schemas::events::UserRegistered;
-use agora_schemas::{AggregateType, Envelope, UserId};
+use agora_schemas::{AggregateType, UserId};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
 use axum::Extension;
@@ -80,23 +81,27 @@ pub async fn register(
 
     let event: agora_schemas::Event =
         UserRegistered { user_id, handle: handle.as_str().to_owned(), display_name: display_name.into_inner() }.into();
-    let head = Head { version: 0, state: UserState::default(), position: None };
-    let state = user::apply(UserState::default(), &event);
-    let envelope = Envelope::new(event, 1, metadata(user_id, &request));
+    let key = key(AggregateType::User, user_id);
     let appended =
-        app.aggregates.append(&key(AggregateType::User, user_id), &head, &state, &envelope, &app.producer).await;
-    let position = match appended {
-        Ok(p) => p,
+        super::decide_and_append_from(&app, &key, user_id.0, metadata(user_id, &request), Start::New, |head| {
+            if head.version > 0 {
+                return Err(ApiError::Conflict("user id already used".into()));
+            }
+            Ok(Some((event.clone(), user::apply(UserState::default(), &event))))
+        })
+        .await;
+    let accepted = match appended {
+        Ok(a) => a,
         Err(e) => {
             // Not recorded: give the handle back so a retry can have it.
             if let Err(err) = app.credentials.remove(handle.as_str(), user_id).await {
                 tracing::error!(error = %err, "releasing an unrecorded handle failed");
             }
-            return Err(super::append_error(e));
+            return Err(e);
         }
     };
     let token = app.jwt.issue(user_id).map_err(ApiError::internal)?;
-    let consistency_token = agora_platform::consistency::ConsistencyToken::from_position(&position).encode();
+    let consistency_token = accepted.consistency_token;
     Ok((StatusCode::CREATED, ApiJson(Registered { user_id, token, consistency_token })))
 }
 
