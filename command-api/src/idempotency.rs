@@ -5,7 +5,6 @@
 
 use crate::startup::AppState;
 use crate::store::idempotency::{Begin, StoredAnswer};
-use agora_platform::auth::bearer;
 use agora_platform::http::{ApiError, BODY_LIMIT_BYTES};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -20,13 +19,7 @@ const HEADER: &str = "idempotency-key";
 const IN_FLIGHT_WAIT: Duration = Duration::from_secs(10);
 
 fn caller_scope(app: &AppState, req: &Request) -> String {
-    let user = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer)
-        .and_then(|t| app.jwt.verify(t).ok());
-    match user {
+    match crate::limits::caller(app, req) {
         Some(u) => format!("user:{u}"),
         None => format!("ip:{}", crate::limits::client_ip(req)),
     }

@@ -1,8 +1,9 @@
 //! The contract's rate limits on commands, enforced in Redis so they hold across instances.
 
 use crate::startup::AppState;
-use agora_platform::auth::bearer;
+use agora_platform::auth::{Caller, caller_of};
 use agora_platform::ratelimit::{Decision, Limit};
+use agora_schemas::UserId;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -62,17 +63,19 @@ pub fn client_ip(req: &Request) -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
+/// The request's verified user: from [`Caller`] when `identify` ran, else verified here.
+pub fn caller(app: &AppState, req: &Request) -> Option<UserId> {
+    match req.extensions().get::<Caller>() {
+        Some(Caller(user)) => *user,
+        None => caller_of(&app.jwt, req.headers()).ok(),
+    }
+}
+
 async fn enforce(app: &AppState, class: Class, req: Request, next: Next) -> Response {
     let Some(limit) = app.limits.of(class) else { return next.run(req).await };
     let subject = match class {
         Class::Auth => Some(client_ip(&req)),
-        _ => req
-            .headers()
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer)
-            .and_then(|t| app.jwt.verify(t).ok())
-            .map(|u| u.to_string()),
+        _ => caller(app, &req).map(|u| u.to_string()),
     };
     // No valid token: the handler answers 401 without doing any work.
     let Some(subject) = subject else { return next.run(req).await };

@@ -106,6 +106,8 @@ impl Application {
             .merge(games)
             .route_layer(from_fn_with_state(state.clone(), crate::idempotency::middleware))
             .route_layer(axum::middleware::from_fn(http::run_to_completion))
+            // Outermost: the token is verified once, for every layer and handler after it.
+            .route_layer(from_fn_with_state(state.jwt.clone(), agora_platform::auth::identify))
             .with_state(state)
             .merge(openapi);
         let router = http::layers(

@@ -84,6 +84,31 @@ pub fn bearer(header: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()).filter(|t| !t.is_empty())
 }
 
+/// The user of a request's bearer token, verified once by [`identify`]; `None` when the
+/// token is missing or invalid. Later readers (rate limits, idempotency scopes, [`AuthUser`])
+/// take it from the request's extensions instead of verifying the token again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller(pub Option<UserId>);
+
+/// The user a request's `Authorization: Bearer` header names, if the token verifies.
+pub fn caller_of(keys: &JwtKeys, headers: &axum::http::HeaderMap) -> Result<UserId, &'static str> {
+    let header =
+        headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or("missing bearer token")?;
+    let token = bearer(header).ok_or("missing bearer token")?;
+    keys.verify(token).map_err(|_| "invalid or expired token")
+}
+
+/// Middleware: verifies the bearer token once and records the [`Caller`].
+pub async fn identify(
+    axum::extract::State(keys): axum::extract::State<JwtKeys>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let caller = caller_of(&keys, req.headers()).ok();
+    req.extensions_mut().insert(Caller(caller));
+    next.run(req).await
+}
+
 /// The signed-in user of a request: a valid `Authorization: Bearer <jwt>`, or a 401.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthUser(pub UserId);
@@ -96,14 +121,14 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let keys = JwtKeys::from_ref(state);
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?;
-        let token = bearer(header).ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?;
-        keys.verify(token).map(AuthUser).map_err(|_| ApiError::Unauthorized("invalid or expired token".into()))
+        if let Some(Caller(caller)) = parts.extensions.get::<Caller>() {
+            return caller
+                .map(AuthUser)
+                .ok_or_else(|| ApiError::Unauthorized("missing, invalid or expired token".into()));
+        }
+        caller_of(&JwtKeys::from_ref(state), &parts.headers)
+            .map(AuthUser)
+            .map_err(|reason| ApiError::Unauthorized(reason.into()))
     }
 }
 
