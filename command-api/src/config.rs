@@ -8,6 +8,8 @@ use std::time::Duration;
 pub const KNOWN: &[&str] = &[
     "AGORA_WRITE_DB",
     "AGORA_KAFKA_DELIVERY_TIMEOUT_MS",
+    "AGORA_COMMAND_HEADS_GROUP",
+    "AGORA_COMMAND_HEAD_WAIT_MS",
     "AGORA_RATE_LIMIT_LOGIN_FAILURES",
     "AGORA_RATE_LIMIT_AUTH",
     "AGORA_RATE_LIMIT_WRITES",
@@ -24,6 +26,12 @@ pub struct CommandConfig {
     pub write_db: String,
     /// `AGORA_KAFKA_DELIVERY_TIMEOUT_MS`, default 5000: after this a command answers 503.
     pub delivery_timeout: Duration,
+    /// `AGORA_COMMAND_HEADS_GROUP`, default `agora-command-heads`: the consumer group of the
+    /// head keepers (one per command-api process), which write post heads from the log.
+    pub heads_group: String,
+    /// `AGORA_COMMAND_HEAD_WAIT_MS`, default 5000: how long after a post's id was minted a
+    /// command on it waits for the keeper to write its head before answering 404.
+    pub head_wait: Duration,
     /// `AGORA_RATE_LIMIT_*`: `N/<window>` or `off`; defaults from the contract.
     pub limits: Limits,
 }
@@ -35,6 +43,8 @@ impl CommandConfig {
             addr: env.string("AGORA_COMMAND_ADDR", "127.0.0.1:8081"),
             write_db: env.string("AGORA_WRITE_DB", "agora_write"),
             delivery_timeout: env.millis("AGORA_KAFKA_DELIVERY_TIMEOUT_MS", 5000)?,
+            heads_group: env.string("AGORA_COMMAND_HEADS_GROUP", "agora-command-heads"),
+            head_wait: env.millis("AGORA_COMMAND_HEAD_WAIT_MS", 5000)?,
             limits: Limits {
                 login_failures: env.limit("AGORA_RATE_LIMIT_LOGIN_FAILURES", "10/15m")?,
                 auth: env.limit("AGORA_RATE_LIMIT_AUTH", "300/1m")?,

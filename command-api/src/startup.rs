@@ -5,6 +5,7 @@ use crate::config::CommandConfig;
 use crate::limits::{self, Limits};
 use crate::routes;
 use crate::store::idempotency::IdempotencyStore;
+use crate::store::keeper::HeadKeeper;
 use crate::store::locks::AggregateLocks;
 use crate::store::{AggregateStore, CredentialStore};
 use agora_platform::auth::JwtKeys;
@@ -19,8 +20,19 @@ use axum::routing::{patch, post, put};
 use std::future::Future;
 use std::time::Duration;
 
+/// What every handler shares; cloned per request and per middleware, so one `Arc`.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(std::sync::Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+#[derive(Debug)]
+pub struct Services {
     pub producer: EventProducer,
     pub credentials: CredentialStore,
     pub aggregates: AggregateStore,
@@ -29,6 +41,8 @@ pub struct AppState {
     pub limiter: RateLimiter,
     pub limits: Limits,
     pub jwt: JwtKeys,
+    /// See `CommandConfig::head_wait`.
+    pub head_wait: Duration,
 }
 
 impl FromRef<AppState> for JwtKeys {
@@ -40,6 +54,7 @@ impl FromRef<AppState> for JwtKeys {
 #[derive(Debug)]
 pub struct Application {
     server: http::Server,
+    keeper: HeadKeeper,
 }
 
 impl Application {
@@ -53,7 +68,7 @@ impl Application {
         let write_db = mongo::connect(common, &config.write_db).await.context("configuring mongodb")?;
         let redis_conn = redis::connect(&common.redis_url, common.ready_timeout).context("configuring redis")?;
         let jwt = JwtKeys::new(&common.jwt_secret, common.token_ttl).context("JWT secret")?;
-        let state = AppState {
+        let state = AppState(std::sync::Arc::new(Services {
             producer,
             credentials: CredentialStore::new(&write_db),
             // An append in flight resolves within the delivery timeout; wait a little longer.
@@ -63,7 +78,10 @@ impl Application {
             limiter: RateLimiter::new(redis_conn.clone(), &common.redis_prefix, common.rate_limit_redis_down),
             limits: config.limits,
             jwt,
-        };
+            head_wait: config.head_wait,
+        }));
+        let keeper = HeadKeeper::new(&common.kafka_brokers, &config.heads_group, &common.topics(), &write_db)
+            .context("creating the head keeper's consumer")?;
         let probes = vec![
             kafka::probe(&common.kafka_brokers, common.ready_timeout).context("creating the kafka probe")?,
             mongo::probe(write_db.clone()),
@@ -115,7 +133,7 @@ impl Application {
             &common.cors_origins,
         );
         let server = http::Server::bind(&config.addr, router, common.shutdown_timeout).await?;
-        Ok(Self { server })
+        Ok(Self { server, keeper })
     }
 
     pub fn port(&self) -> u16 {
@@ -123,6 +141,7 @@ impl Application {
     }
 
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        self.server.serve(shutdown).await
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        self.server.serve_with_worker(shutdown, stop, self.keeper.run(stopped)).await
     }
 }

@@ -37,3 +37,16 @@ pub fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
         _ => e.to_string().contains("E11000"),
     }
 }
+
+/// True when every failure of an unordered `insert_many` is a duplicate key: the documents
+/// that were new are written, and the others existed already.
+pub fn only_duplicate_keys(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::ErrorKind;
+    match e.kind.as_ref() {
+        ErrorKind::InsertMany(m) => {
+            m.write_concern_error.is_none()
+                && m.write_errors.as_ref().is_some_and(|w| !w.is_empty() && w.iter().all(|w| w.code == 11000))
+        }
+        _ => is_duplicate_key(e),
+    }
+}

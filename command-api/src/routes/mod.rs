@@ -9,13 +9,14 @@ pub mod notifications;
 pub mod posts;
 
 use crate::startup::AppState;
-use crate::store::{AppendError, Head};
+use crate::store::{AppendError, Head, keeper};
 use crate::telemetry as names;
 use agora_platform::consistency::{ConsistencyToken, Position};
 use agora_platform::http::{ApiError, RequestId};
 use agora_schemas::{Envelope, Event, EventId, Metadata, UserId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::time::{Duration, SystemTime};
 use uuid::Uuid;
 
 /// The contract's 202 body. Creation commands add the new id.
@@ -92,8 +93,8 @@ pub async fn load_post(
     app: &AppState,
     post: agora_schemas::PostId,
 ) -> Result<crate::domain::post::PostState, ApiError> {
-    let head = app.aggregates.load(&crate::store::aggregates::key(agora_schemas::AggregateType::Post, post)).await;
-    let head: Head<crate::domain::post::PostState> = head.map_err(append_error)?;
+    let key = crate::store::aggregates::key(agora_schemas::AggregateType::Post, post);
+    let head: Head<crate::domain::post::PostState> = load_head(app, &key, post.0).await?;
     Ok(head.state)
 }
 
@@ -102,6 +103,51 @@ pub async fn user_exists(app: &AppState, user: UserId) -> Result<bool, ApiError>
     let head = app.aggregates.load(&crate::store::aggregates::key(agora_schemas::AggregateType::User, user)).await;
     let head: Head<crate::domain::user::UserState> = head.map_err(append_error)?;
     Ok(head.version > 0)
+}
+
+/// The head of `key`. An aggregate the keeper keeps (a post) may be in the log before its
+/// head is written; while its id is younger than the head wait and it has no head, this
+/// waits for the keeper rather than answer that it does not exist.
+pub async fn load_head<S: DeserializeOwned + Default>(
+    app: &AppState,
+    key: &str,
+    aggregate_id: Uuid,
+) -> Result<Head<S>, ApiError> {
+    let head: Head<S> = app.aggregates.load(key).await.map_err(append_error)?;
+    if head.version > 0 || !keeper::keeps_key(key) {
+        return Ok(head);
+    }
+    let Some(deadline) = waits_until(aggregate_id, app.head_wait, SystemTime::now()) else { return Ok(head) };
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let left = deadline.duration_since(SystemTime::now()).unwrap_or_default();
+        if left.is_zero() {
+            metrics::counter!(names::HEAD_WAITS, "outcome" => "absent").increment(1);
+            return Ok(head);
+        }
+        tokio::time::sleep(pause.min(left)).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+        let again: Head<S> = app.aggregates.load(key).await.map_err(append_error)?;
+        if again.version > 0 {
+            metrics::counter!(names::HEAD_WAITS, "outcome" => "found").increment(1);
+            return Ok(again);
+        }
+    }
+}
+
+/// How far ahead of this clock another instance's may be.
+const CLOCK_SKEW: Duration = Duration::from_secs(1);
+
+/// Until when a command waits for the head of the aggregate `id`: the time in its UUIDv7 plus
+/// `wait`. `None` when that has passed, when the id is not a UUIDv7, or when it claims a
+/// time from the future (minted ids never do): such a post is absent, not late.
+pub fn waits_until(id: Uuid, wait: Duration, now: SystemTime) -> Option<SystemTime> {
+    let (secs, nanos) = id.get_timestamp()?.to_unix();
+    let minted = SystemTime::UNIX_EPOCH + Duration::new(secs, nanos);
+    if minted > now + CLOCK_SKEW {
+        return None;
+    }
+    Some(minted + wait).filter(|until| *until > now)
 }
 
 /// How many times a command is decided again after losing a race on its aggregate.
@@ -116,6 +162,10 @@ pub enum Start {
     /// two reads of a load. Should the id exist after all, the claim collides and the
     /// decision is made again on the loaded head.
     New,
+    /// As `New`, and without a claim either, for an aggregate the head keeper keeps (a post):
+    /// its minted id is unknown to anyone until the 202, so no command can race the first
+    /// event, and its head comes from the log. Other aggregates fall back to `New`.
+    Unclaimed,
 }
 
 /// Loads the aggregate, lets `decide` choose an event (or nothing), and appends it with
@@ -151,10 +201,10 @@ where
     // other instances. A new aggregate has nobody to take turns with.
     let _turn = if start == Start::Load { Some(app.locks.lock(key).await) } else { None };
     for attempt in 0..MAX_ATTEMPTS {
-        let head: Head<S> = if attempt == 0 && start == Start::New {
+        let head: Head<S> = if attempt == 0 && start != Start::Load {
             Head { version: 0, state: S::default(), position: None }
         } else {
-            app.aggregates.load(key).await.map_err(append_error)?
+            load_head(app, key, aggregate_id).await?
         };
         let Some((event, new_state)) = decide(&head)? else {
             metrics::counter!(names::NO_OPS).increment(1);
@@ -168,7 +218,13 @@ where
             });
         };
         let envelope = Envelope::new(event, head.version + 1, meta.clone());
-        match app.aggregates.append(key, &head, &new_state, &envelope, &app.producer).await {
+        let unclaimed = start == Start::Unclaimed && attempt == 0 && keeper::keeps(envelope.aggregate_type());
+        let appended = if unclaimed {
+            app.producer.publish(&envelope).await.map_err(AppendError::from)
+        } else {
+            app.aggregates.append(key, &head, &new_state, &envelope, &app.producer).await
+        };
+        match appended {
             Ok(position) => {
                 metrics::counter!(names::EVENTS_APPENDED, "type" => envelope.event_type()).increment(1);
                 tracing::info!(event_id = %envelope.event_id, event_type = envelope.event_type(), %key, "event appended");
@@ -198,5 +254,35 @@ pub fn append_error(e: AppendError) -> ApiError {
         AppendError::Publish(e) => ApiError::unavailable("kafka", e),
         AppendError::Store(e) => ApiError::unavailable("mongodb", e),
         AppendError::Encode(e) => ApiError::internal(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v7_at(at: SystemTime) -> Uuid {
+        let since = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, since.as_secs(), since.subsec_nanos()))
+    }
+
+    #[test]
+    fn a_young_minted_id_waits_until_its_time_plus_the_wait() {
+        let now = SystemTime::now();
+        let wait = Duration::from_secs(5);
+        let until = waits_until(v7_at(now - Duration::from_secs(2)), wait, now);
+        let left = until.and_then(|u| u.duration_since(now).ok()).map(|d| d.as_millis());
+        assert!(left.is_some_and(|ms| (2990..=3000).contains(&ms)), "{left:?}");
+    }
+
+    #[test]
+    fn old_future_and_non_v7_ids_do_not_wait() {
+        let now = SystemTime::now();
+        let wait = Duration::from_secs(5);
+        assert_eq!(waits_until(v7_at(now - Duration::from_secs(6)), wait, now), None);
+        assert_eq!(waits_until(v7_at(now + Duration::from_secs(60)), wait, now), None);
+        assert_eq!(waits_until(Uuid::new_v4(), wait, now), None);
+        // A little ahead is another instance's clock, not a forged id.
+        assert!(waits_until(v7_at(now + Duration::from_millis(500)), wait, now).is_some());
     }
 }

@@ -58,7 +58,7 @@ pub async fn create(
     let text = PostText::parse(body.text).map_err(|e| e.on("text"))?;
     let post_id = PostId::new();
     let key = key(AggregateType::Post, post_id);
-    let done = decide_and_append_from(&app, &key, post_id.0, metadata(me, &request), Start::New, |head| {
+    let done = decide_and_append_from(&app, &key, post_id.0, metadata(me, &request), Start::Unclaimed, |head| {
         let command = PostCommand::Create { post_id, author: me, text: text.as_ref().to_owned() };
         post_step(&head.state, command)
     })

@@ -6,10 +6,13 @@
 //!   decisions need, and the log position of its last event. Appends are optimistic: a head
 //!   moves from version N to N+1 only if it is still at N, so two instances deciding on the
 //!   same aggregate cannot both win. See docs/architecture.md.
+//! - `keeper`: the consumer that writes, from the log, the first head of each post (a post's
+//!   first event is appended without a claim).
 
 pub mod aggregates;
 pub mod credentials;
 pub mod idempotency;
+pub mod keeper;
 pub mod locks;
 
 pub use aggregates::{AggregateStore, AppendError, Head};

@@ -75,6 +75,70 @@ pub async fn run<H: Handler>(
     commit_stored(consumer, CommitMode::Sync);
 }
 
+/// Handles the messages of one poll together; see [`run_batches`].
+pub trait BatchHandler: Sync {
+    /// `messages` is never empty and keeps each partition's order.
+    fn handle_batch(
+        &self,
+        messages: &[BorrowedMessage<'_>],
+        shutdown: watch::Receiver<bool>,
+    ) -> impl Future<Output = Handled> + Send;
+}
+
+/// Like [`run`], but hands the handler every message already fetched (up to `max_batch`)
+/// at once, so that their writes can go to the store in one round trip; the offsets of a
+/// batch are stored only after the handler says the whole batch is done.
+pub async fn run_batches<H: BatchHandler>(
+    consumer: &StreamConsumer,
+    mut shutdown: watch::Receiver<bool>,
+    commit_every: Duration,
+    max_batch: usize,
+    handler: &H,
+) {
+    use futures::FutureExt;
+    let mut commit = tokio::time::interval(commit_every);
+    let mut batch = Vec::with_capacity(max_batch);
+    loop {
+        let received = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|s| *s) => break,
+            _ = commit.tick() => {
+                commit_stored(consumer, CommitMode::Async);
+                continue;
+            }
+            received = consumer.recv() => received,
+        };
+        match received {
+            Ok(message) => batch.push(message),
+            Err(e) => {
+                tracing::warn!(error = %e, "kafka receive failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        }
+        // Whatever librdkafka has already fetched joins the batch; nothing waits for more.
+        while batch.len() < max_batch.max(1) {
+            match consumer.recv().now_or_never() {
+                Some(Ok(message)) => batch.push(message),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "kafka receive failed");
+                    break;
+                }
+                None => break,
+            }
+        }
+        if handler.handle_batch(&batch, shutdown.clone()).await == Handled::Done {
+            for message in &batch {
+                if let Err(e) = consumer.store_offset_from_message(message) {
+                    tracing::debug!(error = %e, "offset not stored");
+                }
+            }
+        }
+        batch.clear();
+    }
+    commit_stored(consumer, CommitMode::Sync);
+}
+
 fn commit_stored(consumer: &StreamConsumer, mode: CommitMode) {
     match consumer.commit_consumer_state(mode) {
         Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}

@@ -251,6 +251,7 @@ impl TestApp {
             ("AGORA_WRITE_DB", format!("{prefix}_write")),
             ("AGORA_PROJECTOR_GROUP", format!("{prefix}-projector")),
             ("AGORA_REALTIME_GROUP", format!("{prefix}-realtime")),
+            ("AGORA_COMMAND_HEADS_GROUP", format!("{prefix}-command-heads")),
             ("AGORA_TOPIC_PARTITIONS", "3".to_owned()),
             ("AGORA_JWT_SECRET", format!("secret-{prefix}")),
             ("AGORA_COMMAND_ADDR", "127.0.0.1:0".to_owned()),
@@ -319,13 +320,29 @@ impl TestApp {
     /// Stops the first command-api instance gracefully and starts a new one in its place;
     /// [`TestApp::command`] is the new URL and [`TestApp::command_urls`] records it.
     pub async fn restart_command_api(&mut self) {
+        self.stop_command_api().await;
+        self.start_first_command_api().await;
+    }
+
+    /// Stops the first command-api instance gracefully (see [`TestApp::start_first_command_api`]).
+    pub async fn stop_command_api(&mut self) {
         if let Some(old) = self.first_command.take() {
             old.stop().await;
         }
+    }
+
+    /// Starts the first command-api instance again after [`TestApp::stop_command_api`].
+    pub async fn start_first_command_api(&mut self) {
         let new = CommandApiHandle::start(&self.env).await;
         self.command = new.url.clone();
         self.command_urls.push(new.url.clone());
         self.first_command = Some(new);
+    }
+
+    /// The write store (credentials, heads, claims) of this app.
+    pub async fn write_db(&self) -> mongodb::Database {
+        let client = mongodb::Client::with_uri_str(&self.stack.mongo).await.unwrap();
+        client.database(&self.env.string("AGORA_WRITE_DB", ""))
     }
 
     /// Stops every service gracefully and waits for them.

@@ -5,6 +5,7 @@
 
 mod commands;
 mod games;
+mod heads;
 mod helpers;
 mod hygiene;
 mod idempotency;
