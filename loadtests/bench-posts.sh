@@ -16,29 +16,55 @@ BROKERS=${AGORA_KAFKA_BROKERS:-127.0.0.1:9092}
 
 say() { printf '[bench] %s\n' "$*" >&2; }
 
+RUN_DIR=.local/system/run
+pause_readers() { # SIGSTOP (or SIGCONT) the projector and the realtime tier of system.sh
+	local s
+	for s in projector realtime; do
+		[[ -f $RUN_DIR/$s.pid ]] && kill "-$1" "$(cat "$RUN_DIR/$s.pid")" 2>/dev/null || true
+	done
+}
+trap 'pause_readers CONT' EXIT
+
 cargo build -q --release -p agora-loadtests
-say "agora: POST /v1/posts"
-target/release/agora-bench-posts --seconds "$SECONDS_PER_PHASE" >"$OUT/posts.json"
+say "agora: POST /v1/posts, the whole system running (projector and realtime share the 2 cores)"
+target/release/agora-bench-posts --seconds "$SECONDS_PER_PHASE" --users "${AGORA_BENCH_USERS:-400}" >"$OUT/posts.json"
 cat "$OUT/posts.json" >&2
+say "letting the projector catch up (30 s)"
+sleep 30
+say "agora: POST /v1/posts, the write tier alone (projector and realtime paused with SIGSTOP)"
+pause_readers STOP
+target/release/agora-bench-posts --seconds "$SECONDS_PER_PHASE" --users "${AGORA_BENCH_USERS:-400}" >"$OUT/posts-write-tier.json"
+cat "$OUT/posts-write-tier.json" >&2
 
 # One post.created event as stored, for the record size of the baseline.
 RECORD_BYTES=$(kcat -b "$BROKERS" -C -t agora.posts -o -1 -c 1 -e -q -f '%S\n' 2>/dev/null | tail -n 1)
 RECORD_BYTES=${RECORD_BYTES:-640}
-say "kafka baseline: ProducerPerformance, ${RECORD_BYTES}-byte records, acks=all, idempotent"
+# Enough records for ~10 s at Kafka's rate here: a short run measures the JVM's warm-up.
+RECORDS=${AGORA_BENCH_KAFKA_RECORDS:-1000000}
+say "kafka baseline (readers still paused, as for the write tier): ProducerPerformance, $RECORDS ${RECORD_BYTES}-byte records, acks=all, idempotent, linger.ms=2, lz4"
 java -cp "$LIBS/*" org.apache.kafka.tools.TopicCommand --bootstrap-server "$BROKERS" --create --if-not-exists \
 	--topic agora-bench.baseline --partitions 12 --config retention.ms=600000 >/dev/null
-RATE_RECORDS=$(($(python3 -c "import json;print(int(json.load(open('$OUT/posts.json'))['capacity_posts_per_s']))") * SECONDS_PER_PHASE * 4 + 50000))
 java -Xmx512m -cp "$LIBS/*" org.apache.kafka.tools.ProducerPerformance --topic agora-bench.baseline \
-	--num-records "$RATE_RECORDS" --record-size "$RECORD_BYTES" --throughput -1 \
+	--num-records "$RECORDS" --record-size "$RECORD_BYTES" --throughput -1 \
 	--producer-props "bootstrap.servers=$BROKERS" acks=all enable.idempotence=true linger.ms=2 compression.type=lz4 \
 	2>/dev/null | tail -n 1 | tee "$OUT/kafka-producer-perf.txt" >&2
-python3 - "$OUT" <<'PY'
+pause_readers CONT
+python3 - "$OUT" "$(nproc)" <<'PY'
 import json, re, sys
-out = sys.argv[1]
-agora = json.load(open(f"{out}/posts.json"))
+out, cores = sys.argv[1], int(sys.argv[2])
+full = json.load(open(f"{out}/posts.json"))
+alone = json.load(open(f"{out}/posts-write-tier.json"))
 line = open(f"{out}/kafka-producer-perf.txt").read()
 kafka = float(re.search(r"([\d.]+) records/sec", line).group(1))
-result = {"agora": agora, "kafka_records_per_s": round(kafka), "ratio_agora_to_kafka": round(agora["capacity_posts_per_s"] / kafka, 3)}
+result = {
+    "cores": cores,
+    "agora_whole_system": full,
+    "agora_write_tier_alone": alone,
+    "kafka_records_per_s": round(kafka),
+    "kafka_line": line.strip(),
+    "ratio_whole_system_to_kafka": round(full["capacity_posts_per_s"] / kafka, 3),
+    "ratio_write_tier_to_kafka": round(alone["capacity_posts_per_s"] / kafka, 3),
+}
 json.dump(result, open(f"{out}/write-path.json", "w"), indent=2)
 print(json.dumps(result, indent=2))
 PY

@@ -1,7 +1,7 @@
 //! Wiring: indexes, the consumer worker and the ops endpoints.
 
 use crate::config::ProjectorConfig;
-use crate::readmodel::ReadModels;
+use crate::readmodel::{self, Store};
 use crate::worker::Worker;
 use agora_platform::{health, http, kafka, mongo, redis, telemetry};
 use anyhow::Context;
@@ -17,13 +17,12 @@ impl Application {
     pub async fn build(config: ProjectorConfig) -> anyhow::Result<Self> {
         let common = &config.common;
         let db = mongo::connect(common, &common.mongo_db).await.context("configuring mongodb")?;
-        let models = ReadModels::new(&db);
-        if let Err(e) = models.ensure_indexes().await {
+        if let Err(e) = readmodel::ensure_indexes(&db).await {
             // Not fatal: the worker's writes wait for MongoDB anyway, and indexes are retried
             // at the next start.
             tracing::warn!(error = %e, "creating read-model indexes failed");
         }
-        let worker = Worker::new(&common.kafka_brokers, &config.group_id, common.topics(), models)
+        let worker = Worker::new(&common.kafka_brokers, &config.group_id, common.topics(), Store::new(&db))
             .context("creating the kafka consumer")?;
         let redis_conn = redis::connect(&common.redis_url, common.ready_timeout).context("configuring redis")?;
         let probes = vec![

@@ -1,10 +1,11 @@
-//! The consumer loop: decode, apply to the read models, and only then store the offset.
+//! The consumer loop: decode a poll's events, plan their writes, apply them to the read models
+//! as one batch, and only then store the offsets.
 //!
-//! The loop itself is `agora_platform::kafka::consumer::run`. An event that cannot be
+//! The loop itself is `agora_platform::kafka::consumer::run_batches`. An event that cannot be
 //! decoded goes to the dead-letter topic with its reason and processing goes on; a MongoDB
 //! failure is retried with backoff instead, since skipping it would lose the event.
 
-use crate::readmodel::{EventOrigin, ReadModels};
+use crate::readmodel::{self, EventOrigin, Store};
 use crate::telemetry as names;
 use agora_platform::kafka::consumer::{self, Handled};
 use agora_schemas::Envelope;
@@ -17,11 +18,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 const COMMIT_EVERY: Duration = Duration::from_millis(250);
+/// Events per batch: one poll's worth, up to this many, go to the store together.
+const MAX_BATCH: usize = 1000;
 
 pub struct Worker {
     consumer: StreamConsumer,
     dead_letters: FutureProducer,
-    models: ReadModels,
+    store: Store,
     topics: Topics,
 }
 
@@ -32,44 +35,48 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    pub fn new(brokers: &str, group_id: &str, topics: Topics, models: ReadModels) -> anyhow::Result<Self> {
+    pub fn new(brokers: &str, group_id: &str, topics: Topics, store: Store) -> anyhow::Result<Self> {
         let consumer = consumer::subscribe(brokers, group_id, &topics.event_topics())?;
         let dead_letters = agora_platform::kafka::producer_config(brokers, Duration::from_secs(30)).create()?;
-        Ok(Self { consumer, dead_letters, models, topics })
+        Ok(Self { consumer, dead_letters, store, topics })
     }
 
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
-        consumer::run(&self.consumer, shutdown, COMMIT_EVERY, &self).await;
+        consumer::run_batches(&self.consumer, shutdown, COMMIT_EVERY, MAX_BATCH, &self).await;
         tracing::info!("projector worker stopped; offsets committed");
     }
 }
 
-impl consumer::Handler for Worker {
-    async fn handle(&self, message: &BorrowedMessage<'_>, mut shutdown: watch::Receiver<bool>) -> Handled {
-        let topic = message.topic();
-        let Some(aggregate) = self.topics.aggregate_of(topic) else {
-            self.dead_letter(message, "not an event topic").await;
-            return Handled::Done;
-        };
-        let origin = EventOrigin {
-            topic_base: aggregate.topic_base(),
-            partition: message.partition(),
-            offset: message.offset(),
-        };
-        let envelope = match Envelope::from_json(message.payload().unwrap_or_default()) {
-            Ok(e) => e,
-            Err(e) => {
-                self.dead_letter(message, &e.to_string()).await;
-                return Handled::Done;
+impl consumer::BatchHandler for Worker {
+    async fn handle_batch(&self, messages: &[BorrowedMessage<'_>], mut shutdown: watch::Receiver<bool>) -> Handled {
+        let mut writes = Vec::new();
+        let mut applied = Vec::with_capacity(messages.len());
+        for message in messages {
+            let Some(aggregate) = self.topics.aggregate_of(message.topic()) else {
+                self.dead_letter(message, "not an event topic").await;
+                continue;
+            };
+            let origin = EventOrigin {
+                topic_base: aggregate.topic_base(),
+                partition: message.partition(),
+                offset: message.offset(),
+            };
+            match Envelope::from_json(message.payload().unwrap_or_default()) {
+                Ok(envelope) => {
+                    writes.extend(readmodel::plan(&envelope, &origin));
+                    applied.push(envelope);
+                }
+                Err(e) => self.dead_letter(message, &e.to_string()).await,
             }
-        };
+        }
+        // A store failure is retried rather than skipped: skipping would lose the events.
         let mut pause = Duration::from_millis(50);
         loop {
-            match self.models.apply(&envelope, &origin).await {
+            match self.store.apply(writes.clone()).await {
                 Ok(()) => break,
                 Err(e) => {
                     metrics::counter!(names::APPLY_RETRIES).increment(1);
-                    tracing::warn!(error = %e, event_id = %envelope.event_id, "applying an event failed; retrying");
+                    tracing::warn!(error = %e, events = applied.len(), "applying a batch failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(pause) => {}
                         _ = shutdown.wait_for(|s| *s) => return Handled::Interrupted,
@@ -78,9 +85,13 @@ impl consumer::Handler for Worker {
                 }
             }
         }
-        metrics::counter!(names::EVENTS_APPLIED, "type" => envelope.event_type()).increment(1);
-        let lag = (chrono::Utc::now() - envelope.occurred_at).num_milliseconds().max(0) as f64 / 1000.0;
-        metrics::histogram!(names::APPLY_LAG_SECONDS).record(lag);
+        metrics::histogram!(names::BATCH_EVENTS).record(messages.len() as f64);
+        let now = chrono::Utc::now();
+        for envelope in &applied {
+            metrics::counter!(names::EVENTS_APPLIED, "type" => envelope.event_type()).increment(1);
+            let lag = (now - envelope.occurred_at).num_milliseconds().max(0) as f64 / 1000.0;
+            metrics::histogram!(names::APPLY_LAG_SECONDS).record(lag);
+        }
         Handled::Done
     }
 }

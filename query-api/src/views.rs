@@ -44,6 +44,11 @@ fn count(d: &Document, key: &str) -> i64 {
     d.get_i64(key).or_else(|_| d.get_i32(key).map(i64::from)).unwrap_or(0).max(0)
 }
 
+/// The sum of `key` over counter shards; never below zero.
+pub fn sum(shards: &[Document], key: &str) -> i64 {
+    shards.iter().map(|d| d.get_i64(key).or_else(|_| d.get_i32(key).map(i64::from)).unwrap_or(0)).sum::<i64>().max(0)
+}
+
 pub fn rfc3339(d: &Document, key: &str) -> String {
     d.get_datetime(key)
         .ok()
@@ -79,13 +84,13 @@ pub fn profile(d: &Document) -> Option<Profile> {
     })
 }
 
-pub fn post(d: &Document, author: UserRef, liked_by_me: bool) -> Option<Post> {
+pub fn post(d: &Document, author: UserRef, liked_by_me: bool, like_count: i64) -> Option<Post> {
     Some(Post {
         post_id: d.get_str("_id").ok()?.to_owned(),
         author,
         text: d.get_str("text").ok()?.to_owned(),
         created_at: rfc3339(d, "created_at"),
-        like_count: count(d, "like_count"),
+        like_count,
         comment_count: count(d, "comment_count"),
         liked_by_me,
     })

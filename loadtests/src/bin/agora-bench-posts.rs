@@ -68,9 +68,17 @@ async fn main() -> anyhow::Result<()> {
         .timeout(Duration::from_secs(10))
         .build()?;
     eprintln!("registering {} users", a.users);
+    // The contract limits auth per client IP (300/min by default): register from one loopback
+    // source address per 200 users.
+    let registrars = (0..a.users.div_ceil(200))
+        .map(|k| {
+            let source = std::net::IpAddr::from([127, 0, 0, 10 + (k % 200) as u8]);
+            reqwest::Client::builder().local_address(source).timeout(Duration::from_secs(30)).build()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut tokens = Vec::with_capacity(a.users);
     for chunk in (0..a.users).collect::<Vec<_>>().chunks(16) {
-        let regs = chunk.iter().map(|&i| register(&http, &a.command, i));
+        let regs = chunk.iter().map(|&i| register(&registrars[i / 200], &a.command, i));
         for t in futures::future::join_all(regs).await {
             tokens.push(t?);
         }

@@ -1,5 +1,9 @@
 //! HTTP handlers.
 
+pub mod conversations;
+pub mod games;
+pub mod notifications;
+pub mod posts;
 pub mod users;
 
 use agora_platform::http::ApiError;

@@ -6,19 +6,43 @@ use crate::startup::AppState;
 use crate::views::{self, Page, Post, Profile};
 use agora_platform::auth::AuthUser;
 use agora_platform::http::{ApiError, ApiJson};
+use agora_projector::readmodel::Coll;
 use agora_schemas::{LikeId, PostId, UserId};
+use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use axum::routing::get;
 use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use std::collections::HashMap;
 
-async fn user_doc(app: &AppState, user: UserId) -> Result<Document, ApiError> {
-    let d = app.models.users.find_one(doc! {"_id": user.to_string()}).await.map_err(store_error)?;
-    d.filter(views::is_registered).ok_or(ApiError::NotFound)
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/users/{user_id}", get(get_user))
+        .route("/v1/users/by-handle/{handle}", get(by_handle))
+        .route("/v1/users/{user_id}/posts", get(posts))
 }
 
-pub async fn get(
+/// A registered user's document, with the counts summed from its shards.
+pub async fn user_doc(app: &AppState, user: UserId) -> Result<Document, ApiError> {
+    let id = user.to_string();
+    let d = app.coll(Coll::Users).find_one(doc! {"_id": &id}).await.map_err(store_error)?;
+    let mut d = d.filter(views::is_registered).ok_or(ApiError::NotFound)?;
+    let shards: Vec<Document> = app
+        .coll(Coll::UserCounters)
+        .find(doc! {"owner_id": &id})
+        .await
+        .map_err(store_error)?
+        .try_collect()
+        .await
+        .map_err(store_error)?;
+    for key in ["followers", "following", "posts"] {
+        d.insert(key, views::sum(&shards, key));
+    }
+    Ok(d)
+}
+
+async fn get_user(
     State(app): State<AppState>,
     _me: AuthUser,
     Path(user_id): Path<String>,
@@ -28,12 +52,12 @@ pub async fn get(
     views::profile(&d).map(ApiJson).ok_or(ApiError::NotFound)
 }
 
-pub async fn by_handle(
+async fn by_handle(
     State(app): State<AppState>,
     _me: AuthUser,
     Path(handle): Path<String>,
 ) -> Result<ApiJson<Profile>, ApiError> {
-    let h = app.models.handles.find_one(doc! {"_id": &handle}).await.map_err(store_error)?;
+    let h = app.coll(Coll::Handles).find_one(doc! {"_id": &handle}).await.map_err(store_error)?;
     let user: UserId =
         h.and_then(|d| d.get_str("user_id").ok().and_then(|s| s.parse().ok())).ok_or(ApiError::NotFound)?;
     let d = user_doc(&app, user).await?;
@@ -42,7 +66,7 @@ pub async fn by_handle(
 
 /// Posts by a user, newest first. Post ids are UUIDv7, so `_id` order is creation order and
 /// a cursor is the last id seen.
-pub async fn posts(
+async fn posts(
     State(app): State<AppState>,
     AuthUser(me): AuthUser,
     Path(user_id): Path<String>,
@@ -58,8 +82,7 @@ pub async fn posts(
         filter.insert("_id", doc! {"$lt": after});
     }
     let docs: Vec<Document> = app
-        .models
-        .posts
+        .coll(Coll::Posts)
         .find(filter)
         .sort(doc! {"_id": -1})
         .limit(limit + 1)
@@ -71,8 +94,8 @@ pub async fn posts(
     let more = docs.len() as i64 > limit;
     let mut items = Vec::with_capacity(docs.len());
     for d in docs.iter().take(limit as usize) {
-        let liked = liked_by(&app, d, me).await?;
-        if let Some(p) = views::post(d, author.clone(), liked) {
+        let (liked, likes) = futures::try_join!(liked_by(&app, d, me), like_count(&app, d))?;
+        if let Some(p) = views::post(d, author.clone(), liked, likes) {
             items.push(p);
         }
     }
@@ -80,11 +103,25 @@ pub async fn posts(
     Ok(ApiJson(Page { items, next_cursor }))
 }
 
-async fn liked_by(app: &AppState, post: &Document, me: UserId) -> Result<bool, ApiError> {
+/// A post's likes, summed from its shards.
+pub async fn like_count(app: &AppState, post: &Document) -> Result<i64, ApiError> {
+    let id = post.get_str("_id").unwrap_or_default();
+    let shards: Vec<Document> = app
+        .coll(Coll::PostCounters)
+        .find(doc! {"owner_id": id})
+        .await
+        .map_err(store_error)?
+        .try_collect()
+        .await
+        .map_err(store_error)?;
+    Ok(views::sum(&shards, "likes"))
+}
+
+pub async fn liked_by(app: &AppState, post: &Document, me: UserId) -> Result<bool, ApiError> {
     let Some(post_id) = post.get_str("_id").ok().and_then(|s| s.parse::<PostId>().ok()) else {
         return Ok(false);
     };
     let like = LikeId::of(post_id, me).to_string();
-    let found = app.models.likes.find_one(doc! {"_id": like, "active": true}).await.map_err(store_error)?;
+    let found = app.coll(Coll::Likes).find_one(doc! {"_id": like, "active": true}).await.map_err(store_error)?;
     Ok(found.is_some())
 }

@@ -1,0 +1,317 @@
+//! The writes an event causes, as data, and how a batch of them reaches the store.
+//!
+//! Every read-model document has exactly one writer: it is written only by the events of one
+//! aggregate (and so of one partition, applied in order by one consumer), or it is a counter
+//! shard owned by one source partition. That is what makes FerretDB's non-atomic updates safe
+//! with any number of projector processes, and what makes redelivery harmless:
+//! - [`Write::Versioned`]: a document owned by one aggregate stores the aggregate version `v`
+//!   it has applied and only moves forward.
+//! - [`Write::Shard`]: counters that events of many aggregates touch (a user's followers, a
+//!   post's likes) live in one document per (owner, source partition); it stores the offset
+//!   `w` it has applied, and a count is the sum of the owner's shards.
+//! - [`Write::Once`]: a document written once and never changed (a comment, a message); a
+//!   duplicate key means it was written before.
+//!
+//! A batch is sent as one command per collection and kind, in the order the writes came, so
+//! the writes of one document keep their order; documents of different collections are
+//! independent, so their relative order does not matter.
+
+use mongodb::bson::{Bson, Document, doc};
+use mongodb::{Collection, Database};
+
+/// The read-model collections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Coll {
+    Users,
+    Handles,
+    /// Per (user, source partition): followers, following, posts.
+    UserCounters,
+    Follows,
+    Posts,
+    /// Per (post, source partition): likes.
+    PostCounters,
+    Likes,
+    Comments,
+    Notifications,
+    /// One per user: the read mark of their notifications.
+    Inboxes,
+    Conversations,
+    /// One per (user, conversation): what the user's conversation list shows.
+    ConversationMembers,
+    Messages,
+    Games,
+    /// One per (player, game): a player's list of games.
+    UserGames,
+    /// One per (user, post) delivered into the user's home feed.
+    Feeds,
+}
+
+impl Coll {
+    pub const ALL: [Coll; 16] = [
+        Coll::Users,
+        Coll::Handles,
+        Coll::UserCounters,
+        Coll::Follows,
+        Coll::Posts,
+        Coll::PostCounters,
+        Coll::Likes,
+        Coll::Comments,
+        Coll::Notifications,
+        Coll::Inboxes,
+        Coll::Conversations,
+        Coll::ConversationMembers,
+        Coll::Messages,
+        Coll::Games,
+        Coll::UserGames,
+        Coll::Feeds,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Coll::Users => "users",
+            Coll::Handles => "handles",
+            Coll::UserCounters => "user_counters",
+            Coll::Follows => "follows",
+            Coll::Posts => "posts",
+            Coll::PostCounters => "post_counters",
+            Coll::Likes => "likes",
+            Coll::Comments => "comments",
+            Coll::Notifications => "notifications",
+            Coll::Inboxes => "inboxes",
+            Coll::Conversations => "conversations",
+            Coll::ConversationMembers => "conversation_members",
+            Coll::Messages => "messages",
+            Coll::Games => "games",
+            Coll::UserGames => "user_games",
+            Coll::Feeds => "feeds",
+        }
+    }
+}
+
+/// One write an event causes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// Sets `set` (and adds `inc`) on document `id` if `version` is newer than its `v`,
+    /// creating it if absent.
+    Versioned { coll: Coll, id: String, version: u64, set: Document, inc: Document },
+    /// Adds `inc` to the counters of shard `id` once: only if `offset` is past its `w`.
+    /// `owner` (field `owner_id`) is what reads sum the shards by.
+    Shard { coll: Coll, id: String, owner: String, offset: i64, inc: Document },
+    /// Inserts `doc` (which has its `_id`) unless it exists.
+    Once { coll: Coll, doc: Document },
+}
+
+impl Write {
+    /// A versioned write that only sets fields.
+    pub fn set(coll: Coll, id: impl Into<String>, version: u64, set: Document) -> Self {
+        Write::Versioned { coll, id: id.into(), version, set, inc: Document::new() }
+    }
+
+    pub fn coll(&self) -> Coll {
+        match self {
+            Write::Versioned { coll, .. } | Write::Shard { coll, .. } | Write::Once { coll, .. } => *coll,
+        }
+    }
+
+    fn kind(&self) -> u8 {
+        match self {
+            Write::Versioned { .. } => 0,
+            Write::Shard { .. } => 1,
+            Write::Once { .. } => 2,
+        }
+    }
+
+    /// The `update` statement of a versioned or shard write; `None` for an insert.
+    fn update_statement(&self) -> Option<Document> {
+        match self {
+            Write::Versioned { id, version, set, inc, .. } => {
+                let v = *version as i64;
+                let mut set = set.clone();
+                set.insert("v", v);
+                let mut update = doc! {"$set": set};
+                if !inc.is_empty() {
+                    update.insert("$inc", inc.clone());
+                }
+                Some(doc! {
+                    "q": {"_id": id, "$or": [{"v": {"$exists": false}}, {"v": {"$lt": v}}]},
+                    "u": update,
+                    "upsert": true,
+                })
+            }
+            Write::Shard { id, owner, offset, inc, .. } => Some(doc! {
+                "q": {"_id": id, "$or": [{"w": {"$exists": false}}, {"w": {"$lt": offset}}]},
+                "u": {"$inc": inc.clone(), "$set": {"w": offset, "owner_id": owner}},
+                "upsert": true,
+            }),
+            Write::Once { .. } => None,
+        }
+    }
+}
+
+/// The id of `owner`'s shard for the partition an event came from.
+pub fn shard_id(owner: &str, origin: &super::Origin) -> String {
+    format!("{owner}|{}_{}", origin.topic_base, origin.partition)
+}
+
+/// The writes of a batch grouped by collection and kind, each group in arrival order, the
+/// groups in the order of their first write.
+pub fn group(writes: Vec<Write>) -> Vec<(Coll, Vec<Write>)> {
+    let mut groups: Vec<((Coll, u8), Vec<Write>)> = Vec::new();
+    for w in writes {
+        let key = (w.coll(), w.kind());
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, g)) => g.push(w),
+            None => groups.push((key, vec![w])),
+        }
+    }
+    groups.into_iter().map(|((coll, _), g)| (coll, g)).collect()
+}
+
+/// The read models' database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Database,
+}
+
+/// How many statements go in one command (MongoDB's limit is 100,000; FerretDB builds one
+/// SQL statement per document either way).
+const CHUNK: usize = 500;
+
+impl Store {
+    pub fn new(db: &Database) -> Self {
+        Self { db: db.clone() }
+    }
+
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    pub fn collection(&self, coll: Coll) -> Collection<Document> {
+        self.db.collection(coll.name())
+    }
+
+    /// Applies a batch of writes: one round trip per collection and kind (per 500 writes).
+    pub async fn apply(&self, writes: Vec<Write>) -> Result<(), mongodb::error::Error> {
+        for (coll, group) in group(writes) {
+            for chunk in group.chunks(CHUNK) {
+                match chunk.first() {
+                    Some(Write::Once { .. }) => self.insert_once(coll, chunk).await?,
+                    Some(_) => self.update_in_order(coll, chunk).await?,
+                    None => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn insert_once(&self, coll: Coll, chunk: &[Write]) -> Result<(), mongodb::error::Error> {
+        let docs: Vec<Bson> = chunk
+            .iter()
+            .filter_map(|w| match w {
+                Write::Once { doc, .. } => Some(Bson::Document(doc.clone())),
+                _ => None,
+            })
+            .collect();
+        let reply = self.db.run_command(doc! {"insert": coll.name(), "documents": docs, "ordered": false}).await?;
+        check_write_errors(&reply, coll).map(|_| ())
+    }
+
+    /// Sends the statements in order; an upsert whose guard did not match collides with the
+    /// existing `_id` (the event was applied before), which stops an ordered command, so the
+    /// rest is sent again from the statement after it.
+    async fn update_in_order(&self, coll: Coll, chunk: &[Write]) -> Result<(), mongodb::error::Error> {
+        let statements: Vec<Document> = chunk.iter().filter_map(Write::update_statement).collect();
+        let mut from = 0;
+        while from < statements.len() {
+            let rest: Vec<Bson> = statements[from..].iter().cloned().map(Bson::Document).collect();
+            let reply = self.db.run_command(doc! {"update": coll.name(), "updates": rest, "ordered": true}).await?;
+            match check_write_errors(&reply, coll)? {
+                Some(index) => from += index + 1,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `Ok(None)` when the command wrote everything, `Ok(Some(i))` when statement `i` (relative to
+/// the command) hit a duplicate key (the first such for an ordered command), and an error for
+/// any other write error.
+fn check_write_errors(reply: &Document, coll: Coll) -> Result<Option<usize>, mongodb::error::Error> {
+    let Ok(errors) = reply.get_array("writeErrors") else { return Ok(None) };
+    let mut first_duplicate = None;
+    for e in errors {
+        let Some(e) = e.as_document() else { continue };
+        let code = e.get_i32("code").map(i64::from).or_else(|_| e.get_i64("code")).unwrap_or(-1);
+        if code != 11000 {
+            let message = e.get_str("errmsg").unwrap_or("write error");
+            return Err(mongodb::error::Error::custom(format!("{}: code {code}: {message}", coll.name())));
+        }
+        let index =
+            e.get_i32("index").map(|i| i.max(0) as usize).or_else(|_| e.get_i64("index").map(|i| i.max(0) as usize));
+        if first_duplicate.is_none() {
+            first_duplicate = index.ok();
+        }
+    }
+    Ok(first_duplicate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn versioned(coll: Coll, id: &str, version: u64) -> Write {
+        Write::set(coll, id, version, doc! {"x": version as i64})
+    }
+
+    #[test]
+    fn a_batch_is_grouped_by_collection_and_kind_keeping_each_groups_order() {
+        let writes = vec![
+            versioned(Coll::Posts, "p1", 1),
+            Write::Once { coll: Coll::Comments, doc: doc! {"_id": "c1"} },
+            versioned(Coll::Posts, "p1", 2),
+            Write::Shard { coll: Coll::Posts, id: "s".into(), owner: "p1".into(), offset: 7, inc: doc! {"n": 1} },
+            versioned(Coll::Posts, "p2", 1),
+        ];
+        let groups = group(writes);
+        let shape: Vec<(Coll, usize)> = groups.iter().map(|(c, g)| (*c, g.len())).collect();
+        assert_eq!(shape, vec![(Coll::Posts, 3), (Coll::Comments, 1), (Coll::Posts, 1)]);
+        let versions: Vec<u64> = groups[0]
+            .1
+            .iter()
+            .filter_map(|w| match w {
+                Write::Versioned { version, .. } => Some(*version),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(versions, vec![1, 2, 1]);
+    }
+
+    #[test]
+    fn a_versioned_write_only_moves_a_document_forward() {
+        let s = versioned(Coll::Posts, "p1", 3).update_statement().unwrap_or_default();
+        assert_eq!(
+            s.get_document("q").ok(),
+            Some(&doc! {"_id": "p1", "$or": [{"v": {"$exists": false}}, {"v": {"$lt": 3_i64}}]})
+        );
+        assert_eq!(s.get_document("u").ok(), Some(&doc! {"$set": {"x": 3_i64, "v": 3_i64}}));
+        assert_eq!(s.get_bool("upsert").ok(), Some(true));
+    }
+
+    #[test]
+    fn a_shard_counts_each_offset_once_and_names_its_owner() {
+        let origin = super::super::Origin { topic_base: "likes", partition: 4, offset: 9 };
+        let id = shard_id("p1", &origin);
+        assert_eq!(id, "p1|likes_4");
+        let w = Write::Shard { coll: Coll::PostCounters, id, owner: "p1".into(), offset: 9, inc: doc! {"likes": 1} };
+        let s = w.update_statement().unwrap_or_default();
+        assert_eq!(
+            s.get_document("q").ok(),
+            Some(&doc! {"_id": "p1|likes_4", "$or": [{"w": {"$exists": false}}, {"w": {"$lt": 9_i64}}]})
+        );
+        assert_eq!(
+            s.get_document("u").ok(),
+            Some(&doc! {"$inc": {"likes": 1}, "$set": {"w": 9_i64, "owner_id": "p1"}})
+        );
+    }
+}

@@ -1,0 +1,8 @@
+//! TODO(issue 4): the games queries; being written in this session.
+
+use crate::startup::AppState;
+use axum::Router;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+}
