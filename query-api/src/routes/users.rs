@@ -103,6 +103,25 @@ async fn posts(
     Ok(ApiJson(Page { items, next_cursor }))
 }
 
+/// The `user` shapes of `ids` (unknown or unregistered ids are left out), one lookup by `_id`
+/// each, run concurrently: FerretDB pushes `_id` equality down, not `$in`.
+pub async fn user_refs(app: &AppState, ids: &[String]) -> Result<HashMap<String, views::UserRef>, ApiError> {
+    let mut unique: Vec<&String> = ids.iter().collect();
+    unique.sort();
+    unique.dedup();
+    let users = app.coll(Coll::Users);
+    let found = futures::future::try_join_all(unique.into_iter().map(|id| users.find_one(doc! {"_id": id})))
+        .await
+        .map_err(store_error)?;
+    Ok(found
+        .into_iter()
+        .flatten()
+        .filter(views::is_registered)
+        .filter_map(|d| views::user_ref(&d))
+        .map(|u| (u.user_id.clone(), u))
+        .collect())
+}
+
 /// A post's likes, summed from its shards.
 pub async fn like_count(app: &AppState, post: &Document) -> Result<i64, ApiError> {
     let id = post.get_str("_id").unwrap_or_default();

@@ -1,0 +1,1 @@
+//! The conversations queries of the contract, end to end on the real stack.

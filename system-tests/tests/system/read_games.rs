@@ -1,0 +1,1 @@
+//! The games queries of the contract, end to end on the real stack.

@@ -1,0 +1,1 @@
+//! The notifications queries of the contract, end to end on the real stack.
