@@ -110,7 +110,7 @@ pub async fn user_refs(app: &AppState, ids: &[String]) -> Result<HashMap<String,
     unique.sort();
     unique.dedup();
     let users = app.coll(Coll::Users);
-    let found = futures::future::try_join_all(unique.into_iter().map(|id| users.find_one(doc! {"_id": id})))
+    let found = futures::future::try_join_all(unique.into_iter().map(|id| users.find_one(doc! {"_id": id}).into_future()))
         .await
         .map_err(store_error)?;
     Ok(found
