@@ -45,12 +45,16 @@ pub fn plan(envelope: &Envelope, origin: &Origin) -> Vec<Write> {
             vec![
                 counter(followee.clone(), doc! {"followers": 1}),
                 counter(follower.clone(), doc! {"following": 1}),
-                // `since` orders follower lists, newest edge first.
+                // `seq` (the follow's event id, a UUIDv7: unique, growing) orders follower lists,
+                // newest edge first, and is their page cursor.
                 Write::set(
                     Coll::Follows,
                     envelope.aggregate_id().to_string(),
                     version,
-                    doc! {"follower_id": follower, "followee_id": followee, "active": true, "since": at(envelope)},
+                    doc! {
+                        "follower_id": follower, "followee_id": followee, "active": true,
+                        "since": at(envelope), "seq": envelope.event_id.to_string(),
+                    },
                 ),
             ]
         }
@@ -73,8 +77,8 @@ pub fn plan(envelope: &Envelope, origin: &Origin) -> Vec<Write> {
 
 pub async fn ensure_indexes(db: &Database) -> Result<(), mongodb::error::Error> {
     let follows = db.collection::<Document>(Coll::Follows.name());
-    follows.create_index(index(doc! {"followee_id": 1, "active": 1, "since": -1}, "followers_newest")).await?;
-    follows.create_index(index(doc! {"follower_id": 1, "active": 1, "since": -1}, "following_newest")).await?;
+    follows.create_index(index(doc! {"followee_id": 1, "active": 1, "seq": -1}, "followers_newest")).await?;
+    follows.create_index(index(doc! {"follower_id": 1, "active": 1, "seq": -1}, "following_newest")).await?;
     Ok(())
 }
 
