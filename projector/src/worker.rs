@@ -51,6 +51,13 @@ impl consumer::BatchHandler for Worker {
     async fn handle_batch(&self, messages: &[BorrowedMessage<'_>], mut shutdown: watch::Receiver<bool>) -> Handled {
         let mut writes = Vec::new();
         let mut applied = Vec::with_capacity(messages.len());
+        let mut positions: Vec<(String, i32, i64)> = Vec::new();
+        for message in messages {
+            match positions.iter_mut().find(|(t, p, _)| t == message.topic() && *p == message.partition()) {
+                Some(position) => position.2 = position.2.max(message.offset()),
+                None => positions.push((message.topic().to_owned(), message.partition(), message.offset())),
+            }
+        }
         for message in messages {
             let Some(aggregate) = self.topics.aggregate_of(message.topic()) else {
                 self.dead_letter(message, "not an event topic").await;
@@ -72,7 +79,11 @@ impl consumer::BatchHandler for Worker {
         // A store failure is retried rather than skipped: skipping would lose the events.
         let mut pause = Duration::from_millis(50);
         loop {
-            match self.store.apply(writes.clone()).await {
+            let done = match self.store.apply(writes.clone()).await {
+                Ok(()) => self.store.advance_positions(&positions).await,
+                Err(e) => Err(e),
+            };
+            match done {
                 Ok(()) => break,
                 Err(e) => {
                     metrics::counter!(names::APPLY_RETRIES).increment(1);

@@ -1,15 +1,18 @@
 //! query-api: serves the read models the projector builds.
 //!
 //! - [`config`]: the service's settings.
+//! - `consistency`: read-your-writes through `X-Consistency-Token`.
 //! - `cursor`: opaque, stable page cursors.
 //! - `views`: read-model documents turned into the contract's JSON shapes.
 //! - `routes`: the HTTP handlers, one module per resource.
 //! - [`startup`]: `build(config)`, `port()`, `run(shutdown)`.
 
 pub mod config;
+pub mod consistency;
 pub mod cursor;
 mod routes;
 pub mod startup;
+pub mod telemetry;
 mod views;
 
 pub use config::QueryConfig;

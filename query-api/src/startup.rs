@@ -17,6 +17,8 @@ pub struct AppState {
     /// The read models (written only by the projector; their layout is `agora_projector::readmodel`).
     pub db: Database,
     pub jwt: JwtKeys,
+    /// See `QueryConfig::consistency_wait`.
+    pub consistency_wait: std::time::Duration,
 }
 
 impl AppState {
@@ -41,8 +43,11 @@ impl Application {
         let common = &config.common;
         let db = mongo::connect(common, &common.mongo_db).await.context("configuring mongodb")?;
         let redis_conn = redis::connect(&common.redis_url, common.ready_timeout).context("configuring redis")?;
-        let state =
-            AppState { db: db.clone(), jwt: JwtKeys::new(&common.jwt_secret, common.token_ttl).context("JWT secret")? };
+        let state = AppState {
+            db: db.clone(),
+            jwt: JwtKeys::new(&common.jwt_secret, common.token_ttl).context("JWT secret")?,
+            consistency_wait: config.consistency_wait,
+        };
         // Reads never touch Kafka, so Kafka is not a readiness dependency of this service.
         let probes = vec![mongo::probe(db), redis::probe(redis_conn)];
         let api = Router::new()
@@ -51,6 +56,7 @@ impl Application {
             .merge(routes::conversations::router())
             .merge(routes::games::router())
             .merge(routes::notifications::router())
+            .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::consistency::wait))
             .with_state(state);
         let router = http::layers(
             api.merge(health::router(probes, common.ready_timeout, telemetry::metrics_handle())),

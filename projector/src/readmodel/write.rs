@@ -44,10 +44,12 @@ pub enum Coll {
     UserGames,
     /// One per (user, post) delivered into the user's home feed.
     Feeds,
+    /// One per source partition: the highest offset applied (read-your-writes).
+    Positions,
 }
 
 impl Coll {
-    pub const ALL: [Coll; 16] = [
+    pub const ALL: [Coll; 17] = [
         Coll::Users,
         Coll::Handles,
         Coll::UserCounters,
@@ -64,6 +66,7 @@ impl Coll {
         Coll::Games,
         Coll::UserGames,
         Coll::Feeds,
+        Coll::Positions,
     ];
 
     pub fn name(self) -> &'static str {
@@ -84,6 +87,7 @@ impl Coll {
             Coll::Games => "games",
             Coll::UserGames => "user_games",
             Coll::Feeds => "feeds",
+            Coll::Positions => "positions",
         }
     }
 }
@@ -148,6 +152,11 @@ impl Write {
     }
 }
 
+/// The `_id` of a partition's position document.
+pub fn position_id(topic: &str, partition: i32) -> String {
+    format!("{topic}:{partition}")
+}
+
 /// The id of `owner`'s shard for the partition an event came from.
 pub fn shard_id(owner: &str, origin: &super::Origin) -> String {
     format!("{owner}|{}_{}", origin.topic_base, origin.partition)
@@ -202,6 +211,27 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Records that everything up to `offset` of each `(topic, partition)` is applied, after
+    /// its writes: the positions the query API compares consistency tokens with. One writer
+    /// per partition, so `$max` keeps a position from moving back on a redelivery.
+    pub async fn advance_positions(&self, positions: &[(String, i32, i64)]) -> Result<(), mongodb::error::Error> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let updates: Vec<Bson> = positions
+            .iter()
+            .map(|(topic, partition, offset)| {
+                Bson::Document(doc! {
+                    "q": {"_id": position_id(topic, *partition)},
+                    "u": {"$max": {"offset": offset}},
+                    "upsert": true,
+                })
+            })
+            .collect();
+        let reply = self.db.run_command(doc! {"update": Coll::Positions.name(), "updates": updates}).await?;
+        check_write_errors(&reply, Coll::Positions).map(|_| ())
     }
 
     async fn insert_once(&self, coll: Coll, chunk: &[Write]) -> Result<(), mongodb::error::Error> {

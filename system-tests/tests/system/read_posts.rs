@@ -159,3 +159,53 @@ async fn follower_lists_are_newest_edge_first_and_page_without_repeats_while_edg
     assert_eq!(profile["followers"], 5, "{profile}");
     app.shutdown().await;
 }
+
+/// `GET <query>path` with `X-Consistency-Token: tokens`: (status, `X-Consistency`, body).
+async fn get_consistent(app: &TestApp, path: &str, token: &str, tokens: &str) -> (u16, Option<String>, Value) {
+    let res = app
+        .http
+        .get(format!("{}{path}", app.query))
+        .bearer_auth(token)
+        .header("X-Consistency-Token", tokens)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let state = res.headers().get("x-consistency").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    (status, state, res.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_query_with_the_commands_consistency_tokens_reads_their_effects_at_once() {
+    let app = TestApp::spawn().await;
+    let (author, fan) = (app.user("author").await, app.user("fan").await);
+    for round in 0..5 {
+        // No waiting between the commands and the query: the tokens make the query wait.
+        let post = assert_accepted(&app.post(&author.token, &format!("round {round}")).await);
+        let like = assert_accepted(
+            &app.put(&format!("/v1/posts/{}/like", post.body["post_id"].as_str().unwrap()), &fan.token).await,
+        );
+        let tokens = format!("{},{}", post.consistency_token, like.consistency_token);
+        let path = format!("/v1/posts/{}", post.body["post_id"].as_str().unwrap());
+        let (status, state, body) = get_consistent(&app, &path, &fan.token, &tokens).await;
+        assert_eq!((status, state), (200, None), "{body}");
+        assert_eq!((body["like_count"].as_i64(), body["liked_by_me"].as_bool()), (Some(1), Some(true)), "{body}");
+    }
+    let follow = assert_accepted(&app.put(&format!("/v1/follows/{}", author.id), &fan.token).await);
+    let profile = format!("/v1/users/{}", author.id);
+    let (status, _, body) = get_consistent(&app, &profile, &fan.token, &follow.consistency_token).await;
+    assert_eq!((status, body["followers"].as_i64(), body["posts"].as_i64()), (200, Some(1), Some(5)), "{body}");
+
+    let (status, _, body) = get_consistent(&app, &profile, &fan.token, "not-a-token").await;
+    assert_eq!(status, 400, "{body}");
+    // A position the projector will not reach: the answer comes anyway, marked stale.
+    let topic = format!("{}.posts", app.prefix);
+    let ahead = agora_platform::consistency::ConsistencyToken::from_position(&agora_platform::consistency::Position {
+        topic,
+        partition: 0,
+        offset: 1_000_000_000,
+    });
+    let (status, state, body) = get_consistent(&app, &profile, &fan.token, &ahead.encode()).await;
+    assert_eq!((status, state.as_deref()), (200, Some("stale")), "{body}");
+    app.shutdown().await;
+}
