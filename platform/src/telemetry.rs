@@ -37,6 +37,9 @@ pub fn metrics_handle() -> PrometheusHandle {
 pub mod names {
     /// Histogram, seconds: time from handing an event to Kafka to its `acks=all` acknowledgement.
     pub const KAFKA_PUBLISH_SECONDS: &str = "agora_kafka_publish_seconds";
+    /// Gauge, labels `group`, `topic`, `partition`: messages after the committed offset of a
+    /// partition this process owns (0 for the partitions it does not own).
+    pub const CONSUMER_LAG: &str = "agora_consumer_lag";
     /// Counter: events Kafka did not acknowledge within the delivery timeout.
     pub const KAFKA_PUBLISH_FAILURES: &str = "agora_kafka_publish_failures_total";
     /// Counter, label `route`, `status`: HTTP responses served.

@@ -7,10 +7,31 @@ use anyhow::Context;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+const USAGE: &str = "usage: agora-projector [run]            project the event log (default)
+       agora-projector lag [--group G]  per-partition lag of the projector's consumer group
+                                        (or of G), read from the brokers";
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let env = Env::from_process();
     let config = ProjectorConfig::from_env(&env).context("reading configuration")?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [] | ["run"] => run(env, config).await,
+        ["lag"] => lag(config.group_id.clone(), &config).await,
+        ["lag", "--group", group] => lag((*group).to_owned(), &config).await,
+        ["-h" | "--help" | "help"] => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    }
+}
+
+async fn run(env: Env, config: ProjectorConfig) -> anyhow::Result<()> {
     agora_platform::telemetry::init_tracing(&config.common.log_filter, config.common.log_format);
     for key in env.unknown_agora_keys(agora_projector::config::KNOWN) {
         tracing::warn!(%key, "unknown AGORA_ variable ignored");
@@ -19,5 +40,17 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(port = app.port(), "projector ops endpoints listening");
     app.run(agora_platform::shutdown::signal()).await.context("running")?;
     tracing::info!("projector stopped");
+    Ok(())
+}
+
+async fn lag(group: String, config: &ProjectorConfig) -> anyhow::Result<()> {
+    let brokers = config.common.kafka_brokers.clone();
+    let topics = config.common.topics().event_topics();
+    let timeout = config.common.ready_timeout.max(std::time::Duration::from_secs(5));
+    let rows =
+        tokio::task::spawn_blocking(move || agora_platform::kafka::lag::group_lag(&brokers, &group, &topics, timeout))
+            .await?
+            .context("reading the group's offsets from kafka")?;
+    print!("{}", agora_platform::kafka::lag::table(&rows));
     Ok(())
 }

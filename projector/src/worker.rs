@@ -11,7 +11,7 @@ use agora_platform::kafka::consumer::{self, Handled};
 use agora_schemas::Envelope;
 use agora_schemas::aggregate::Topics;
 use rdkafka::Message;
-use rdkafka::consumer::StreamConsumer;
+use agora_platform::kafka::consumer::GroupConsumer;
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::Duration;
@@ -22,7 +22,7 @@ const COMMIT_EVERY: Duration = Duration::from_millis(250);
 const MAX_BATCH: usize = 1000;
 
 pub struct Worker {
-    consumer: StreamConsumer,
+    consumer: GroupConsumer,
     dead_letters: FutureProducer,
     store: Store,
     topics: Topics,

@@ -14,7 +14,7 @@ use futures::TryStreamExt;
 use mongodb::Database;
 use mongodb::bson::{Document, doc};
 use rdkafka::Message;
-use rdkafka::consumer::StreamConsumer;
+use agora_platform::kafka::consumer::GroupConsumer;
 use rdkafka::message::BorrowedMessage;
 use redis::aio::ConnectionManager;
 use serde_json::value::RawValue;
@@ -60,7 +60,7 @@ return false
 ";
 
 pub struct Router {
-    consumer: StreamConsumer,
+    consumer: GroupConsumer,
     redis: ConnectionManager,
     db: Database,
     keys: Keys,
@@ -76,7 +76,7 @@ impl std::fmt::Debug for Router {
 
 impl Router {
     pub fn new(
-        consumer: StreamConsumer,
+        consumer: GroupConsumer,
         redis: ConnectionManager,
         db: Database,
         keys: Keys,

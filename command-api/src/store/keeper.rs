@@ -20,7 +20,7 @@ use agora_schemas::{AggregateType, Envelope, Event};
 use mongodb::bson::{self, Document, doc};
 use mongodb::{Collection, Database};
 use rdkafka::Message;
-use rdkafka::consumer::StreamConsumer;
+use agora_platform::kafka::consumer::GroupConsumer;
 use rdkafka::message::BorrowedMessage;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -44,7 +44,7 @@ fn keeps_type_name(name: &str) -> bool {
 }
 
 pub struct HeadKeeper {
-    consumer: StreamConsumer,
+    consumer: GroupConsumer,
     heads: Collection<Document>,
 }
 

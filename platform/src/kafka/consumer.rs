@@ -4,10 +4,11 @@
 //! only after its handler says it is done, and stored offsets are committed every
 //! `commit_every` and once more on shutdown, so a crash re-delivers rather than loses.
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Statistics};
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -21,9 +22,62 @@ pub enum Handled {
     Interrupted,
 }
 
+/// How often librdkafka reports statistics, and so how fresh the lag gauge is.
+const STATS_EVERY_MS: &str = "5000";
+
+/// A consumer-group member: it commits what it has stored before giving partitions away, and
+/// reports each partition's lag.
+pub type GroupConsumer = StreamConsumer<GroupContext>;
+
+/// The callbacks of a [`GroupConsumer`].
+#[derive(Debug, Clone)]
+pub struct GroupContext {
+    group: String,
+}
+
+impl ClientContext for GroupContext {
+    /// Per assigned partition, the messages between its committed offset and the end of the
+    /// log; partitions this member does not own read 0, so the sum over members is the
+    /// group's lag.
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if *partition < 0 {
+                    continue;
+                }
+                let lag = if p.desired && p.consumer_lag >= 0 { p.consumer_lag } else { 0 };
+                metrics::gauge!(crate::telemetry::names::CONSUMER_LAG, "group" => self.group.clone(), "topic" => topic.clone(), "partition" => partition.to_string())
+                    .set(lag as f64);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    /// Runs inside a poll, so between two batches: what is stored is all that is done, and
+    /// committing it now spares the partitions' next owner from re-reading it.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                Err(e) => tracing::warn!(error = %e, "committing before a rebalance failed"),
+            }
+            tracing::info!(group = %self.group, partitions = partitions.count(), "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            tracing::info!(group = %self.group, partitions = partitions.count(), "partitions assigned");
+        }
+    }
+}
+
 /// Creates a consumer-group member subscribed to `topics`.
-pub fn subscribe(brokers: &str, group_id: &str, topics: &[String]) -> Result<StreamConsumer, KafkaError> {
-    let consumer: StreamConsumer = super::consumer_config(brokers, group_id).create()?;
+pub fn subscribe(brokers: &str, group_id: &str, topics: &[String]) -> Result<GroupConsumer, KafkaError> {
+    let consumer: GroupConsumer = super::consumer_config(brokers, group_id)
+        .set("statistics.interval.ms", STATS_EVERY_MS)
+        .create_with_context(GroupContext { group: group_id.to_owned() })?;
     let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&refs)?;
     Ok(consumer)
@@ -40,7 +94,7 @@ pub trait Handler: Sync {
 
 /// Runs until `shutdown` turns true, then commits what was stored.
 pub async fn run<H: Handler>(
-    consumer: &StreamConsumer,
+    consumer: &GroupConsumer,
     mut shutdown: watch::Receiver<bool>,
     commit_every: Duration,
     handler: &H,
@@ -89,7 +143,7 @@ pub trait BatchHandler: Sync {
 /// at once, so that their writes can go to the store in one round trip; the offsets of a
 /// batch are stored only after the handler says the whole batch is done.
 pub async fn run_batches<H: BatchHandler>(
-    consumer: &StreamConsumer,
+    consumer: &GroupConsumer,
     mut shutdown: watch::Receiver<bool>,
     commit_every: Duration,
     max_batch: usize,
@@ -139,7 +193,7 @@ pub async fn run_batches<H: BatchHandler>(
     commit_stored(consumer, CommitMode::Sync);
 }
 
-fn commit_stored(consumer: &StreamConsumer, mode: CommitMode) {
+fn commit_stored(consumer: &GroupConsumer, mode: CommitMode) {
     match consumer.commit_consumer_state(mode) {
         Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
         Err(e) => tracing::warn!(error = %e, "offset commit failed"),

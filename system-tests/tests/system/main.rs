@@ -10,6 +10,7 @@ mod helpers;
 mod hygiene;
 mod idempotency;
 mod kafka_down;
+mod lag;
 mod limits;
 mod races;
 mod read_conversations;
