@@ -9,9 +9,11 @@
 //! - [`http`]: the problem-JSON error type, the JSON extractor and the common middleware.
 //! - [`ratelimit`]: limits shared by every instance, kept in Redis.
 //! - [`consistency`]: the consistency token that carries Kafka positions to the query API.
+//! - [`cache`]: Redis read-through caches the projector invalidates.
 //! - [`shutdown`]: SIGTERM / Ctrl-C.
 
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod consistency;
 pub mod health;

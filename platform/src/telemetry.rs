@@ -37,6 +37,8 @@ pub fn metrics_handle() -> PrometheusHandle {
 pub mod names {
     /// Histogram, seconds: time from handing an event to Kafka to its `acks=all` acknowledgement.
     pub const KAFKA_PUBLISH_SECONDS: &str = "agora_kafka_publish_seconds";
+    /// Counter, labels `kind`, `outcome` (`hit`, `miss`, `error`): read-through cache lookups.
+    pub const CACHE_LOOKUPS: &str = "agora_cache_lookups_total";
     /// Gauge, labels `group`, `topic`, `partition`: messages after the committed offset of a
     /// partition this process owns (0 for the partitions it does not own).
     pub const CONSUMER_LAG: &str = "agora_consumer_lag";

@@ -8,6 +8,7 @@
 //! - [`telemetry`]: the metrics it emits.
 
 pub mod config;
+pub mod invalidation;
 pub mod readmodel;
 pub mod startup;
 pub mod telemetry;

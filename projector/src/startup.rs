@@ -22,9 +22,10 @@ impl Application {
             // at the next start.
             tracing::warn!(error = %e, "creating read-model indexes failed");
         }
-        let worker = Worker::new(&common.kafka_brokers, &config.group_id, common.topics(), Store::new(&db))
-            .context("creating the kafka consumer")?;
         let redis_conn = redis::connect(&common.redis_url, common.ready_timeout).context("configuring redis")?;
+        let cache = agora_platform::cache::Cache::new(redis_conn.clone(), &common.redis_prefix);
+        let worker = Worker::new(&common.kafka_brokers, &config.group_id, common.topics(), Store::new(&db), cache)
+            .context("creating the kafka consumer")?;
         let probes = vec![
             kafka::probe(&common.kafka_brokers, common.ready_timeout).context("creating the kafka probe")?,
             mongo::probe(db),

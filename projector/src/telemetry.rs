@@ -10,3 +10,5 @@ pub const APPLY_RETRIES: &str = "agora_projector_apply_retries_total";
 pub const APPLY_LAG_SECONDS: &str = "agora_projector_apply_lag_seconds";
 /// Histogram: events per batch (one poll's worth) written to the read models together.
 pub const BATCH_EVENTS: &str = "agora_projector_batch_events";
+/// Counter: batches whose cache invalidations did not reach Redis.
+pub const CACHE_INVALIDATION_FAILURES: &str = "agora_projector_cache_invalidation_failures_total";

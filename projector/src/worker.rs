@@ -5,13 +5,15 @@
 //! decoded goes to the dead-letter topic with its reason and processing goes on; a MongoDB
 //! failure is retried with backoff instead, since skipping it would lose the event.
 
+use crate::invalidation;
 use crate::readmodel::{self, EventOrigin, Store};
 use crate::telemetry as names;
+use agora_platform::cache::Cache;
+use agora_platform::kafka::consumer::GroupConsumer;
 use agora_platform::kafka::consumer::{self, Handled};
 use agora_schemas::Envelope;
 use agora_schemas::aggregate::Topics;
 use rdkafka::Message;
-use agora_platform::kafka::consumer::GroupConsumer;
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::Duration;
@@ -23,6 +25,10 @@ const MAX_BATCH: usize = 1000;
 
 pub struct Worker {
     consumer: GroupConsumer,
+    cache: Cache,
+    /// Invalidations were lost (Redis did not answer): the cache epoch must be bumped before
+    /// any entry can be trusted again. Holds when that was last tried.
+    epoch_owed: std::sync::Mutex<Option<std::time::Instant>>,
     dead_letters: FutureProducer,
     store: Store,
     topics: Topics,
@@ -35,10 +41,10 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    pub fn new(brokers: &str, group_id: &str, topics: Topics, store: Store) -> anyhow::Result<Self> {
+    pub fn new(brokers: &str, group_id: &str, topics: Topics, store: Store, cache: Cache) -> anyhow::Result<Self> {
         let consumer = consumer::subscribe(brokers, group_id, &topics.event_topics())?;
         let dead_letters = agora_platform::kafka::producer_config(brokers, Duration::from_secs(30)).create()?;
-        Ok(Self { consumer, dead_letters, store, topics })
+        Ok(Self { consumer, cache, epoch_owed: std::sync::Mutex::new(None), dead_letters, store, topics })
     }
 
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
@@ -96,6 +102,7 @@ impl consumer::BatchHandler for Worker {
                 }
             }
         }
+        self.invalidate(&invalidation::affected(&writes)).await;
         metrics::histogram!(names::BATCH_EVENTS).record(messages.len() as f64);
         let now = chrono::Utc::now();
         for envelope in &applied {
@@ -108,6 +115,38 @@ impl consumer::BatchHandler for Worker {
 }
 
 impl Worker {
+    /// Retires the cached answers a batch changed. Redis being away must not stop the
+    /// projection, so a failure is remembered instead, and the whole cache is retired (one
+    /// epoch bump, tried at most once a second) before anything is invalidated again.
+    async fn invalidate(&self, keys: &[agora_platform::cache::CacheKey]) {
+        let owed = self.epoch_owed.lock().map(|g| *g).unwrap_or(None);
+        if let Some(last) = owed {
+            if last.elapsed() < Duration::from_secs(1) {
+                return;
+            }
+            if let Err(e) = self.cache.bump_epoch().await {
+                tracing::debug!(error = %e, "cache epoch not bumped yet");
+                self.owe_epoch();
+                return;
+            }
+            if let Ok(mut g) = self.epoch_owed.lock() {
+                *g = None;
+            }
+            tracing::info!("redis is back: every cached answer retired");
+        }
+        if let Err(e) = self.cache.invalidate(keys).await {
+            metrics::counter!(names::CACHE_INVALIDATION_FAILURES).increment(1);
+            tracing::warn!(error = %e, "cache invalidation failed; the cache epoch will be bumped");
+            self.owe_epoch();
+        }
+    }
+
+    fn owe_epoch(&self) {
+        if let Ok(mut g) = self.epoch_owed.lock() {
+            *g = Some(std::time::Instant::now());
+        }
+    }
+
     async fn dead_letter(&self, message: &BorrowedMessage<'_>, reason: &str) {
         metrics::counter!(names::DEAD_LETTERS, "reason" => "undecodable").increment(1);
         tracing::error!(topic = message.topic(), partition = message.partition(), offset = message.offset(), %reason, "dead-lettering an event");

@@ -2,7 +2,14 @@
 
 use agora_platform::config::{CommonConfig, ConfigError, Env};
 
-pub const KNOWN: &[&str] = &["AGORA_CONSISTENCY_WAIT_MS"];
+pub const KNOWN: &[&str] = &[
+    "AGORA_CONSISTENCY_WAIT_MS",
+    "AGORA_CACHE_TTL_PROFILE_SECS",
+    "AGORA_CACHE_TTL_FOLLOWERS_SECS",
+    "AGORA_CACHE_TTL_FEED_SECS",
+    "AGORA_CACHE_TTL_UNREAD_SECS",
+    "AGORA_CACHE_TTL_POST_SECS",
+];
 
 #[derive(Debug, Clone)]
 pub struct QueryConfig {
@@ -12,6 +19,9 @@ pub struct QueryConfig {
     /// `AGORA_CONSISTENCY_WAIT_MS`, default 2000: how long a query with `X-Consistency-Token`
     /// waits for the projector to reach it before answering with `X-Consistency: stale`.
     pub consistency_wait: std::time::Duration,
+    /// `AGORA_CACHE_TTL_<KIND>_SECS`: profile 300, followers 120 (both lists), feed 60,
+    /// unread 30, post 300.
+    pub cache_ttls: crate::cache::Ttls,
 }
 
 impl QueryConfig {
@@ -20,6 +30,17 @@ impl QueryConfig {
             common: CommonConfig::from_env(env)?,
             addr: env.string("AGORA_QUERY_ADDR", "127.0.0.1:8082"),
             consistency_wait: env.millis("AGORA_CONSISTENCY_WAIT_MS", 2000)?,
+            cache_ttls: crate::cache::Ttls {
+                profile: secs(env, "AGORA_CACHE_TTL_PROFILE_SECS", 300)?,
+                followers: secs(env, "AGORA_CACHE_TTL_FOLLOWERS_SECS", 120)?,
+                feed: secs(env, "AGORA_CACHE_TTL_FEED_SECS", 60)?,
+                unread: secs(env, "AGORA_CACHE_TTL_UNREAD_SECS", 30)?,
+                post: secs(env, "AGORA_CACHE_TTL_POST_SECS", 300)?,
+            },
         })
     }
+}
+
+fn secs(env: &Env, key: &str, default: u64) -> Result<std::time::Duration, ConfigError> {
+    Ok(std::time::Duration::from_secs(env.parse(key, default)?))
 }

@@ -1,12 +1,14 @@
 //! query-api: serves the read models the projector builds.
 //!
 //! - [`config`]: the service's settings.
+//! - `cache`: Redis read-through caches the projector invalidates.
 //! - `consistency`: read-your-writes through `X-Consistency-Token`.
 //! - `cursor`: opaque, stable page cursors.
 //! - `views`: read-model documents turned into the contract's JSON shapes.
 //! - `routes`: the HTTP handlers, one module per resource.
 //! - [`startup`]: `build(config)`, `port()`, `run(shutdown)`.
 
+pub mod cache;
 pub mod config;
 pub mod consistency;
 pub mod cursor;

@@ -19,6 +19,8 @@ pub struct AppState {
     pub jwt: JwtKeys,
     /// See `QueryConfig::consistency_wait`.
     pub consistency_wait: std::time::Duration,
+    pub cache: agora_platform::cache::Cache,
+    pub cache_ttls: crate::cache::Ttls,
 }
 
 impl AppState {
@@ -47,6 +49,8 @@ impl Application {
             db: db.clone(),
             jwt: JwtKeys::new(&common.jwt_secret, common.token_ttl).context("JWT secret")?,
             consistency_wait: config.consistency_wait,
+            cache: agora_platform::cache::Cache::new(redis_conn.clone(), &common.redis_prefix),
+            cache_ttls: config.cache_ttls,
         };
         // Reads never touch Kafka, so Kafka is not a readiness dependency of this service.
         let probes = vec![mongo::probe(db), redis::probe(redis_conn)];

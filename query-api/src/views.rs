@@ -1,17 +1,17 @@
 //! Read-model documents as the contract's JSON shapes.
 
 use mongodb::bson::Document;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// `user`: `{user_id, handle, display_name}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct UserRef {
     pub user_id: String,
     pub handle: String,
     pub display_name: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Profile {
     pub user_id: String,
     pub handle: String,
@@ -68,6 +68,12 @@ pub fn user_ref(d: &Document) -> Option<UserRef> {
         handle: d.get_str("handle").ok()?.to_owned(),
         display_name: d.get_str("display_name").unwrap_or_default().to_owned(),
     })
+}
+
+impl From<&Profile> for UserRef {
+    fn from(p: &Profile) -> Self {
+        UserRef { user_id: p.user_id.clone(), handle: p.handle.clone(), display_name: p.display_name.clone() }
+    }
 }
 
 pub fn profile(d: &Document) -> Option<Profile> {

@@ -12,9 +12,11 @@
 //! - [`Write::Once`]: a document written once and never changed (a comment, a message); a
 //!   duplicate key means it was written before.
 //!
-//! A batch is sent as one command per collection and kind, in the order the writes came, so
-//! the writes of one document keep their order; documents of different collections are
-//! independent, so their relative order does not matter.
+//! A batch is sent as a few commands per collection and kind, in the order the writes came,
+//! so the writes of one document keep their order; documents of different collections are
+//! independent, so their relative order does not matter. Versioned and shard writes first
+//! insert a seed of each document (its `_id` at version 0), ignoring duplicates, then update
+//! with the guard and no upsert: a stale write simply matches nothing.
 
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::{Collection, Database};
@@ -125,7 +127,18 @@ impl Write {
         }
     }
 
-    /// The `update` statement of a versioned or shard write; `None` for an insert.
+    /// The document a versioned or shard write needs to exist before its guarded update:
+    /// its `_id` at version 0 (or offset -1). `None` for an insert.
+    fn seed(&self) -> Option<Document> {
+        match self {
+            Write::Versioned { id, .. } => Some(doc! {"_id": id, "v": 0_i64}),
+            Write::Shard { id, owner, .. } => Some(doc! {"_id": id, "w": -1_i64, "owner_id": owner}),
+            Write::Once { .. } => None,
+        }
+    }
+
+    /// The guarded `update` statement of a versioned or shard write (no upsert: the seed
+    /// exists); `None` for an insert. A stale write matches nothing, which is no error.
     fn update_statement(&self) -> Option<Document> {
         match self {
             Write::Versioned { id, version, set, inc, .. } => {
@@ -136,16 +149,11 @@ impl Write {
                 if !inc.is_empty() {
                     update.insert("$inc", inc.clone());
                 }
-                Some(doc! {
-                    "q": {"_id": id, "$or": [{"v": {"$exists": false}}, {"v": {"$lt": v}}]},
-                    "u": update,
-                    "upsert": true,
-                })
+                Some(doc! {"q": {"_id": id, "v": {"$lt": v}}, "u": update})
             }
-            Write::Shard { id, owner, offset, inc, .. } => Some(doc! {
-                "q": {"_id": id, "$or": [{"w": {"$exists": false}}, {"w": {"$lt": offset}}]},
-                "u": {"$inc": inc.clone(), "$set": {"w": offset, "owner_id": owner}},
-                "upsert": true,
+            Write::Shard { id, offset, inc, .. } => Some(doc! {
+                "q": {"_id": id, "w": {"$lt": offset}},
+                "u": {"$inc": inc.clone(), "$set": {"w": offset}},
             }),
             Write::Once { .. } => None,
         }
@@ -246,19 +254,27 @@ impl Store {
         check_write_errors(&reply, coll).map(|_| ())
     }
 
-    /// Sends the statements in order; an upsert whose guard did not match collides with the
-    /// existing `_id` (the event was applied before), which stops an ordered command, so the
-    /// rest is sent again from the statement after it.
+    /// Two commands: an unordered insert of every document's seed (a duplicate means it
+    /// exists, which is the common case), then the guarded updates in order. Nothing here
+    /// relies on a failing upsert: FerretDB v1 reports every update error at index 0 and stops
+    /// even an unordered update at the first one, so errors are kept for real failures.
     async fn update_in_order(&self, coll: Coll, chunk: &[Write]) -> Result<(), mongodb::error::Error> {
-        let statements: Vec<Document> = chunk.iter().filter_map(Write::update_statement).collect();
-        let mut from = 0;
-        while from < statements.len() {
-            let rest: Vec<Bson> = statements[from..].iter().cloned().map(Bson::Document).collect();
-            let reply = self.db.run_command(doc! {"update": coll.name(), "updates": rest, "ordered": true}).await?;
-            match check_write_errors(&reply, coll)? {
-                Some(index) => from += index + 1,
-                None => break,
-            }
+        let mut seen = std::collections::HashSet::new();
+        let seeds: Vec<Bson> = chunk
+            .iter()
+            .filter_map(Write::seed)
+            .filter(|d| seen.insert(d.get_str("_id").map(str::to_owned).unwrap_or_default()))
+            .map(Bson::Document)
+            .collect();
+        let reply = self.db.run_command(doc! {"insert": coll.name(), "documents": seeds, "ordered": false}).await?;
+        check_write_errors(&reply, coll)?;
+        let updates: Vec<Bson> = chunk.iter().filter_map(Write::update_statement).map(Bson::Document).collect();
+        let reply = self.db.run_command(doc! {"update": coll.name(), "updates": updates, "ordered": true}).await?;
+        if check_write_errors(&reply, coll)?.is_some() {
+            return Err(mongodb::error::Error::custom(format!(
+                "{}: a guarded update hit a duplicate key",
+                coll.name()
+            )));
         }
         Ok(())
     }
@@ -319,13 +335,12 @@ mod tests {
 
     #[test]
     fn a_versioned_write_only_moves_a_document_forward() {
-        let s = versioned(Coll::Posts, "p1", 3).update_statement().unwrap_or_default();
-        assert_eq!(
-            s.get_document("q").ok(),
-            Some(&doc! {"_id": "p1", "$or": [{"v": {"$exists": false}}, {"v": {"$lt": 3_i64}}]})
-        );
+        let w = versioned(Coll::Posts, "p1", 3);
+        assert_eq!(w.seed(), Some(doc! {"_id": "p1", "v": 0_i64}), "a seed below every version");
+        let s = w.update_statement().unwrap_or_default();
+        assert_eq!(s.get_document("q").ok(), Some(&doc! {"_id": "p1", "v": {"$lt": 3_i64}}));
         assert_eq!(s.get_document("u").ok(), Some(&doc! {"$set": {"x": 3_i64, "v": 3_i64}}));
-        assert_eq!(s.get_bool("upsert").ok(), Some(true));
+        assert!(s.get("upsert").is_none(), "no upsert: a stale write matches nothing");
     }
 
     #[test]
@@ -334,14 +349,9 @@ mod tests {
         let id = shard_id("p1", &origin);
         assert_eq!(id, "p1|likes_4");
         let w = Write::Shard { coll: Coll::PostCounters, id, owner: "p1".into(), offset: 9, inc: doc! {"likes": 1} };
+        assert_eq!(w.seed(), Some(doc! {"_id": "p1|likes_4", "w": -1_i64, "owner_id": "p1"}));
         let s = w.update_statement().unwrap_or_default();
-        assert_eq!(
-            s.get_document("q").ok(),
-            Some(&doc! {"_id": "p1|likes_4", "$or": [{"w": {"$exists": false}}, {"w": {"$lt": 9_i64}}]})
-        );
-        assert_eq!(
-            s.get_document("u").ok(),
-            Some(&doc! {"$inc": {"likes": 1}, "$set": {"w": 9_i64, "owner_id": "p1"}})
-        );
+        assert_eq!(s.get_document("q").ok(), Some(&doc! {"_id": "p1|likes_4", "w": {"$lt": 9_i64}}));
+        assert_eq!(s.get_document("u").ok(), Some(&doc! {"$inc": {"likes": 1}, "$set": {"w": 9_i64}}));
     }
 }

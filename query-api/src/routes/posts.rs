@@ -1,11 +1,13 @@
 //! A post, its comments, and follower lists.
 
-use super::users::{like_count, liked_by, user_doc, user_refs};
+use super::users::{like_count, profile, user_refs};
 use super::{params, store_error};
+use crate::cache::read_through;
 use crate::cursor;
 use crate::startup::AppState;
 use crate::views::{self, Page, Post, UserRef};
 use agora_platform::auth::AuthUser;
+use agora_platform::cache::{CacheKey, Kind};
 use agora_platform::http::{ApiError, ApiJson};
 use agora_projector::readmodel::Coll;
 use agora_schemas::{PostId, UserId};
@@ -15,7 +17,7 @@ use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 pub fn router() -> Router<AppState> {
@@ -45,17 +47,53 @@ async fn live_post(app: &AppState, raw: &str) -> Result<Document, ApiError> {
     d.filter(|d| d.get_str("text").is_ok() && !d.get_bool("deleted").unwrap_or(false)).ok_or(ApiError::NotFound)
 }
 
+/// What is cached of a post: everything but the author's profile (cached on its own, so a
+/// profile change does not have to find every post) and the caller's `liked_by_me`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CachedPost {
+    post_id: String,
+    author_id: String,
+    text: String,
+    created_at: String,
+    like_count: i64,
+    comment_count: i64,
+}
+
 async fn post(
     State(app): State<AppState>,
     AuthUser(me): AuthUser,
     Path(post_id): Path<String>,
 ) -> Result<ApiJson<Post>, ApiError> {
-    let d = live_post(&app, &post_id).await?;
-    let author_id: UserId = d.get_str("author_id").ok().and_then(|a| a.parse().ok()).ok_or(ApiError::NotFound)?;
-    let (author, liked, likes) =
-        futures::try_join!(user_doc(&app, author_id), liked_by(&app, &d, me), like_count(&app, &d))?;
-    let author = views::user_ref(&author).ok_or(ApiError::NotFound)?;
-    views::post(&d, author, liked, likes).map(ApiJson).ok_or(ApiError::NotFound)
+    let id: PostId = post_id.parse().map_err(|_| ApiError::NotFound)?;
+    let cached = read_through(&app, CacheKey::new(Kind::Post, id.to_string()), || async {
+        let doc = live_post(&app, &post_id).await?;
+        let like_count = like_count(&app, &doc).await?;
+        let post = views::post(&doc, UserRef::default(), false, like_count).ok_or(ApiError::NotFound)?;
+        let author_id = doc.get_str("author_id").map_err(|_| ApiError::NotFound)?.to_owned();
+        Ok(CachedPost {
+            post_id: post.post_id,
+            author_id,
+            text: post.text,
+            created_at: post.created_at,
+            like_count,
+            comment_count: post.comment_count,
+        })
+    })
+    .await?;
+    let author_id: UserId = cached.author_id.parse().map_err(|_| ApiError::NotFound)?;
+    let like = agora_schemas::LikeId::of(id, me).to_string();
+    let likes = app.coll(Coll::Likes);
+    let liked = async { likes.find_one(doc! {"_id": like, "active": true}).await.map_err(store_error) };
+    let (author, liked) = futures::try_join!(profile(&app, author_id), liked)?;
+    Ok(ApiJson(Post {
+        post_id: cached.post_id,
+        author: UserRef::from(&author),
+        text: cached.text,
+        created_at: cached.created_at,
+        like_count: cached.like_count,
+        comment_count: cached.comment_count,
+        liked_by_me: liked.is_some(),
+    }))
 }
 
 /// The page size and the key to start after, from `limit` and `cursor`.
@@ -157,7 +195,39 @@ async fn edges(
 ) -> Result<ApiJson<Page<UserRef>>, ApiError> {
     let (limit, after) = paging(&params(query)?)?;
     let user: UserId = raw_user.parse().map_err(|_| ApiError::NotFound)?;
-    user_doc(app, user).await?;
+    profile(app, user).await?;
+    // The first page of any size is served from one cached list of the newest edges.
+    let edges: Vec<(String, String)> = match after {
+        None => {
+            let kind = match side {
+                Side::Followers => Kind::Followers,
+                Side::Following => Kind::Following,
+            };
+            read_through(app, CacheKey::new(kind, user.to_string()), || load_edges(app, user, side, None, MAX_LIMIT))
+                .await?
+        }
+        Some(after) => load_edges(app, user, side, Some(after), limit).await?,
+    };
+    let more = edges.len() as i64 > limit;
+    let edges = &edges[..edges.len().min(limit as usize)];
+    let ids: Vec<String> = edges.iter().map(|(id, _)| id.clone()).collect();
+    let refs = user_refs(app, &ids).await?;
+    let items = ids.iter().filter_map(|id| refs.get(id).cloned()).collect();
+    let next_cursor = if more { edges.last().map(|(_, seq)| cursor::encode(seq)) } else { None };
+    Ok(ApiJson(Page { items, next_cursor }))
+}
+
+/// The largest page.
+const MAX_LIMIT: i64 = 100;
+
+/// Up to `limit + 1` edges `(other user, seq)` after `after`, newest first.
+async fn load_edges(
+    app: &AppState,
+    user: UserId,
+    side: Side,
+    after: Option<String>,
+    limit: i64,
+) -> Result<Vec<(String, String)>, ApiError> {
     let (mine, other) = match side {
         Side::Followers => ("followee_id", "follower_id"),
         Side::Following => ("follower_id", "followee_id"),
@@ -167,11 +237,8 @@ async fn edges(
         filter.insert("seq", doc! {"$lt": after});
     }
     let docs = find_page(app, Coll::Follows, filter, "seq", -1, limit).await?;
-    let more = docs.len() as i64 > limit;
-    let docs: Vec<&Document> = docs.iter().take(limit as usize).collect();
-    let ids: Vec<String> = docs.iter().filter_map(|d| d.get_str(other).ok().map(str::to_owned)).collect();
-    let refs = user_refs(app, &ids).await?;
-    let items = ids.iter().filter_map(|id| refs.get(id).cloned()).collect();
-    let next_cursor = if more { docs.last().and_then(|d| d.get_str("seq").ok()).map(cursor::encode) } else { None };
-    Ok(ApiJson(Page { items, next_cursor }))
+    Ok(docs
+        .iter()
+        .filter_map(|d| Some((d.get_str(other).ok()?.to_owned(), d.get_str("seq").ok()?.to_owned())))
+        .collect())
 }

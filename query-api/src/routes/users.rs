@@ -1,10 +1,12 @@
 //! Users and their posts.
 
 use super::{params, store_error};
+use crate::cache::read_through;
 use crate::cursor;
 use crate::startup::AppState;
-use crate::views::{self, Page, Post, Profile};
+use crate::views::{self, Page, Post, Profile, UserRef};
 use agora_platform::auth::AuthUser;
+use agora_platform::cache::{CacheKey, Kind};
 use agora_platform::http::{ApiError, ApiJson};
 use agora_projector::readmodel::Coll;
 use agora_schemas::{LikeId, PostId, UserId};
@@ -21,6 +23,14 @@ pub fn router() -> Router<AppState> {
         .route("/v1/users/{user_id}", get(get_user))
         .route("/v1/users/by-handle/{handle}", get(by_handle))
         .route("/v1/users/{user_id}/posts", get(posts))
+}
+
+/// A registered user's profile with its counts (cached).
+pub async fn profile(app: &AppState, user: UserId) -> Result<Profile, ApiError> {
+    read_through(app, CacheKey::new(Kind::Profile, user.to_string()), || async {
+        views::profile(&user_doc(app, user).await?).ok_or(ApiError::NotFound)
+    })
+    .await
 }
 
 /// A registered user's document, with the counts summed from its shards.
@@ -48,8 +58,7 @@ async fn get_user(
     Path(user_id): Path<String>,
 ) -> Result<ApiJson<Profile>, ApiError> {
     let user: UserId = user_id.parse().map_err(|_| ApiError::NotFound)?;
-    let d = user_doc(&app, user).await?;
-    views::profile(&d).map(ApiJson).ok_or(ApiError::NotFound)
+    profile(&app, user).await.map(ApiJson)
 }
 
 async fn by_handle(
@@ -60,8 +69,7 @@ async fn by_handle(
     let h = app.coll(Coll::Handles).find_one(doc! {"_id": &handle}).await.map_err(store_error)?;
     let user: UserId =
         h.and_then(|d| d.get_str("user_id").ok().and_then(|s| s.parse().ok())).ok_or(ApiError::NotFound)?;
-    let d = user_doc(&app, user).await?;
-    views::profile(&d).map(ApiJson).ok_or(ApiError::NotFound)
+    profile(&app, user).await.map(ApiJson)
 }
 
 /// Posts by a user, newest first. Post ids are UUIDv7, so `_id` order is creation order and
@@ -75,7 +83,7 @@ async fn posts(
     let q = params(query)?;
     let limit = cursor::limit(q.get("limit").map(String::as_str)).map_err(|m| ApiError::invalid_field("limit", m))?;
     let user: UserId = user_id.parse().map_err(|_| ApiError::NotFound)?;
-    let author = views::user_ref(&user_doc(&app, user).await?).ok_or(ApiError::NotFound)?;
+    let author = UserRef::from(&profile(&app, user).await?);
     let mut filter = doc! {"author_id": user.to_string(), "deleted": false};
     if let Some(c) = q.get("cursor") {
         let after = cursor::decode(c).map_err(|_| ApiError::BadRequest("malformed cursor".into()))?;
@@ -103,23 +111,25 @@ async fn posts(
     Ok(ApiJson(Page { items, next_cursor }))
 }
 
-/// The `user` shapes of `ids` (unknown or unregistered ids are left out), one lookup by `_id`
-/// each, run concurrently: FerretDB pushes `_id` equality down, not `$in`.
+/// The `user` shapes of `ids` (unknown or unregistered ids are left out), from the profile
+/// cache or one lookup by `_id` each, run concurrently (FerretDB pushes `_id` equality down,
+/// not `$in`).
 pub async fn user_refs(app: &AppState, ids: &[String]) -> Result<HashMap<String, views::UserRef>, ApiError> {
-    let mut unique: Vec<&String> = ids.iter().collect();
+    let mut unique: Vec<UserId> = ids.iter().filter_map(|id| id.parse().ok()).collect();
     unique.sort();
     unique.dedup();
-    let users = app.coll(Coll::Users);
-    let found = futures::future::try_join_all(unique.into_iter().map(|id| users.find_one(doc! {"_id": id}).into_future()))
-        .await
-        .map_err(store_error)?;
-    Ok(found
-        .into_iter()
-        .flatten()
-        .filter(views::is_registered)
-        .filter_map(|d| views::user_ref(&d))
-        .map(|u| (u.user_id.clone(), u))
-        .collect())
+    let found = futures::future::join_all(unique.into_iter().map(|id| profile(app, id))).await;
+    let mut refs = HashMap::new();
+    for p in found {
+        match p {
+            Ok(p) => {
+                refs.insert(p.user_id.clone(), UserRef::from(&p));
+            }
+            Err(ApiError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(refs)
 }
 
 /// A post's likes, summed from its shards.
