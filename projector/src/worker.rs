@@ -48,7 +48,17 @@ impl Worker {
     }
 
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
-        consumer::run_batches(&self.consumer, shutdown, COMMIT_EVERY, MAX_BATCH, &self).await;
+        // An epoch owed to the cache is paid as soon as Redis answers, even if no event comes.
+        let settle_epoch = async {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                self.invalidate(&[]).await;
+            }
+        };
+        tokio::select! {
+            _ = consumer::run_batches(&self.consumer, shutdown, COMMIT_EVERY, MAX_BATCH, &self) => {}
+            _ = settle_epoch => {}
+        }
         tracing::info!("projector worker stopped; offsets committed");
     }
 }

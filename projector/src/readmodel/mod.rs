@@ -8,7 +8,8 @@
 //!   pair, queried both ways), `user_counters` (followers, following, posts: shards).
 //! - [`posts`]: `posts` (with comment counts), `comments`, `likes` (one per user and post),
 //!   `post_counters` (likes: shards).
-//! - [`conversations`]: `conversations`, `conversation_members`, `messages`.
+//! - [`conversations`]: `conversation_members` (one per user and conversation, with the
+//!   unread count), `messages`.
 //! - [`games`]: `games`, `user_games`.
 //! - [`notifications`]: `notifications`, `inboxes` (read marks).
 
