@@ -1,8 +1,157 @@
-//! TODO(issue 4): the notifications queries; being written in this session.
+//! The caller's notifications and their unread count.
+//!
+//! Notifications are ordered, paged and marked read by `seq`, the id of the event that made
+//! them (UUIDv7): newest first, a cursor is the last `seq` seen, and one is read when its `seq`
+//! is at or below the caller's read mark (`agora_projector::readmodel::notifications` says how
+//! the mark is kept). Game slots that have no move yet carry no `seq`; every filter here bounds
+//! `seq` from below, which leaves them out.
 
+use super::users::user_refs;
+use super::{params, store_error};
+use crate::cursor;
 use crate::startup::AppState;
+use crate::views::{self, Page, UserRef};
+use agora_platform::auth::AuthUser;
+use agora_platform::http::{ApiError, ApiJson};
+use agora_projector::readmodel::Coll;
+use agora_projector::readmodel::notifications::read_mark;
+use agora_schemas::UserId;
 use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::routing::get;
+use futures::TryStreamExt;
+use mongodb::bson::{Document, doc};
+use serde::Serialize;
+use std::collections::HashMap;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
+    Router::new().route("/v1/notifications", get(list)).route("/v1/notifications/unread-count", get(unread_count))
+}
+
+/// `{notification_id, kind, actor: user, subject_id, created_at, read}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Notification {
+    pub notification_id: String,
+    pub kind: String,
+    pub actor: UserRef,
+    pub subject_id: String,
+    pub created_at: String,
+    pub read: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UnreadCount {
+    pub count: u64,
+}
+
+/// The `seq` at or below which `me`'s notifications are read: their inbox, and the `seq` of
+/// the notification it was marked up to (theirs only: a mark naming someone else's marks nothing).
+async fn mark_of(app: &AppState, me: UserId) -> Result<Option<String>, ApiError> {
+    let me = me.to_string();
+    let inbox = app.coll(Coll::Inboxes).find_one(doc! {"_id": &me}).await.map_err(store_error)?;
+    let up_to_seq = match inbox.as_ref().and_then(|d| d.get_str("up_to").ok()) {
+        Some(up_to) => app
+            .coll(Coll::Notifications)
+            .find_one(doc! {"_id": up_to, "user_id": &me})
+            .await
+            .map_err(store_error)?
+            .and_then(|d| d.get_str("seq").ok().map(str::to_owned)),
+        None => None,
+    };
+    Ok(read_mark(inbox.as_ref(), up_to_seq.as_deref()))
+}
+
+/// `?unread=`: absent or `false` lists all, `true` only the unread.
+fn unread_only(raw: Option<&str>) -> Result<bool, ApiError> {
+    match raw {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(ApiError::invalid_field("unread", "must be true or false")),
+    }
+}
+
+/// The caller's notifications, newest first.
+async fn list(
+    State(app): State<AppState>,
+    AuthUser(me): AuthUser,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<ApiJson<Page<Notification>>, ApiError> {
+    let q = params(query)?;
+    let limit = cursor::limit(q.get("limit").map(String::as_str)).map_err(|m| ApiError::invalid_field("limit", m))?;
+    let unread = unread_only(q.get("unread").map(String::as_str))?;
+    let before = q
+        .get("cursor")
+        .map(|c| cursor::decode(c).map_err(|_| ApiError::BadRequest("malformed cursor".into())))
+        .transpose()?;
+    let mark = mark_of(&app, me).await?;
+    // "" is below every string: the lower bound that only drops documents without a `seq`.
+    let above = if unread { mark.clone().unwrap_or_default() } else { String::new() };
+    let mut seq = doc! {"$gt": above};
+    if let Some(before) = before {
+        seq.insert("$lt", before);
+    }
+    let docs: Vec<Document> = app
+        .coll(Coll::Notifications)
+        .find(doc! {"user_id": me.to_string(), "seq": seq})
+        .sort(doc! {"seq": -1})
+        .limit(limit + 1)
+        .await
+        .map_err(store_error)?
+        .try_collect()
+        .await
+        .map_err(store_error)?;
+    let more = docs.len() as i64 > limit;
+    let page = &docs[..docs.len().min(limit as usize)];
+    let actors: Vec<String> = page.iter().filter_map(|d| d.get_str("actor_id").ok().map(str::to_owned)).collect();
+    let refs = user_refs(&app, &actors).await?;
+    let items = page
+        .iter()
+        .map(|d| {
+            let seq = d.get_str("seq").unwrap_or_default();
+            let actor_id = d.get_str("actor_id").unwrap_or_default();
+            // An actor whose registration is not projected yet keeps the item in the list (so
+            // paging skips nothing), with the shape of a user and only the id known.
+            let actor = refs.get(actor_id).cloned().unwrap_or_else(|| UserRef {
+                user_id: actor_id.to_owned(),
+                handle: String::new(),
+                display_name: String::new(),
+            });
+            Notification {
+                notification_id: d.get_str("_id").unwrap_or_default().to_owned(),
+                kind: d.get_str("kind").unwrap_or_default().to_owned(),
+                actor,
+                subject_id: d.get_str("subject_id").unwrap_or_default().to_owned(),
+                created_at: views::rfc3339(d, "created_at"),
+                read: mark.as_deref().is_some_and(|m| seq <= m),
+            }
+        })
+        .collect();
+    let next_cursor = if more { page.last().and_then(|d| d.get_str("seq").ok()).map(cursor::encode) } else { None };
+    Ok(ApiJson(Page { items, next_cursor }))
+}
+
+async fn unread_count(State(app): State<AppState>, AuthUser(me): AuthUser) -> Result<ApiJson<UnreadCount>, ApiError> {
+    let mark = mark_of(&app, me).await?.unwrap_or_default();
+    let count = app
+        .coll(Coll::Notifications)
+        .count_documents(doc! {"user_id": me.to_string(), "seq": {"$gt": mark}})
+        .await
+        .map_err(store_error)?;
+    Ok(ApiJson(UnreadCount { count }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unread_is_a_boolean_or_absent() {
+        assert_eq!(unread_only(None).ok(), Some(false));
+        assert_eq!(unread_only(Some("false")).ok(), Some(false));
+        assert_eq!(unread_only(Some("true")).ok(), Some(true));
+        for bad in ["1", "TRUE", "", "yes"] {
+            assert!(unread_only(Some(bad)).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -135,6 +135,14 @@ impl OwnStack {
         self.run(&["start", service]);
     }
 
+    /// Pauses (`STOP`) or resumes (`CONT`) a service's process: it keeps its data, and its
+    /// clients time out instead of being refused.
+    pub fn signal(&self, service: &str, signal: &str) {
+        let pid = std::fs::read_to_string(self.dir.join("run").join(format!("{service}.pid"))).unwrap();
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.trim()).status().unwrap();
+        assert!(status.success(), "kill -{signal} {service}");
+    }
+
     pub fn stack(&self) -> Stack {
         Stack {
             kafka: format!("127.0.0.1:{}", self.ports[0]),

@@ -1,7 +1,8 @@
 //! What every answer carries: request ids, security headers, CORS from config, compression;
 //! and the rate limiter's policy when Redis does not answer.
 
-use crate::helpers::{OwnStack, TestApp, assert_accepted, assert_problem};
+use crate::helpers::{OwnStack, TestApp, assert_accepted, assert_problem, eventually};
+use std::time::Duration;
 use reqwest::Method;
 use serde_json::json;
 
@@ -75,7 +76,65 @@ async fn with_redis_down_rate_limits_allow_and_count_by_default_or_deny_when_con
         metrics.lines().any(|l| l.starts_with("agora_rate_limit_redis_errors_total{") && !l.ends_with(" 0")),
         "the skipped checks are counted"
     );
+
+    // Queries answer from MongoDB without the cache, and count it. A profile cached before the
+    // outage and changed during it is not served stale once Redis is back: the projector could
+    // not retire its entry, so it retires the whole cache (the epoch) when Redis answers.
+    eventually(Duration::from_secs(20), "the profile, from MongoDB", || async {
+        let (status, _) = allow.get(&allow.query, &format!("/v1/users/{}", a.id), &a.token).await;
+        (status == 200).then_some(())
+    })
+    .await;
+    let metrics = allow.http.get(format!("{}/metrics", allow.query)).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("agora_cache_lookups_total{") && l.contains("outcome=\"error\"")),
+        "cache lookups without Redis are counted: {metrics}"
+    );
     own.start("redis");
     deny.shutdown().await;
     allow.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cached_profile_follows_changes_made_while_redis_was_away() {
+    let own = OwnStack::up("cacheepoch");
+    let app = TestApp::spawn_on(own.stack()).await;
+    let u = app.user("renamed").await;
+    let path = format!("/v1/users/{}", u.id);
+    let profile = eventually(Duration::from_secs(20), "the profile", || async {
+        let (status, body) = app.get(&app.query, &path, &u.token).await;
+        (status == 200).then_some(body)
+    })
+    .await;
+    assert_eq!(profile["display_name"], u.handle.as_str());
+    // Cached now (the TTL is 5 minutes); a change is seen at once while Redis is up...
+    let (status, again) = app.get(&app.query, &path, &u.token).await;
+    assert_eq!((status, &again), (200, &profile));
+    assert_accepted(&app.patch_json("/v1/me", &u.token, &json!({"display_name": "First Rename"})).await);
+    eventually(Duration::from_secs(20), "the first rename", || async {
+        let (_, body) = app.get(&app.query, &path, &u.token).await;
+        (body["display_name"] == "First Rename").then_some(())
+    })
+    .await;
+    // ...and a change made while it does not answer (paused: it keeps the cached entry) is
+    // seen once it answers again.
+    own.signal("redis", "STOP");
+    assert_accepted(&app.patch_json("/v1/me", &u.token, &json!({"display_name": "Second Rename"})).await);
+    eventually(Duration::from_secs(20), "the projector to apply the rename", || async {
+        let (_, body) = app.get(&app.query, &path, &u.token).await;
+        (body["display_name"] == "Second Rename").then_some(())
+    })
+    .await;
+    own.signal("redis", "CONT");
+    eventually(Duration::from_secs(20), "the rename, with Redis back", || async {
+        let (status, body) = app.get(&app.query, &path, &u.token).await;
+        (status == 200 && body["display_name"] == "Second Rename").then_some(())
+    })
+    .await;
+    for _ in 0..5 {
+        let (_, body) = app.get(&app.query, &path, &u.token).await;
+        assert_eq!(body["display_name"], "Second Rename", "a stale entry came back");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    app.shutdown().await;
 }
