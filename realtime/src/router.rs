@@ -7,6 +7,7 @@
 
 use crate::frames::Delivery;
 use crate::telemetry as names;
+use agora_platform::kafka::consumer::GroupConsumer;
 use agora_platform::kafka::consumer::{self, Handled};
 use agora_schemas::Envelope;
 use agora_schemas::events::{Event, PostCreated};
@@ -14,7 +15,6 @@ use futures::TryStreamExt;
 use mongodb::Database;
 use mongodb::bson::{Document, doc};
 use rdkafka::Message;
-use agora_platform::kafka::consumer::GroupConsumer;
 use rdkafka::message::BorrowedMessage;
 use redis::aio::ConnectionManager;
 use serde_json::value::RawValue;

@@ -14,13 +14,13 @@
 use crate::domain::post::{self, PostState};
 use crate::store::aggregates::key;
 use crate::telemetry as names;
+use agora_platform::kafka::consumer::GroupConsumer;
 use agora_platform::kafka::consumer::{self, BatchHandler, Handled};
 use agora_platform::mongo::only_duplicate_keys;
 use agora_schemas::{AggregateType, Envelope, Event};
 use mongodb::bson::{self, Document, doc};
 use mongodb::{Collection, Database};
 use rdkafka::Message;
-use agora_platform::kafka::consumer::GroupConsumer;
 use rdkafka::message::BorrowedMessage;
 use std::time::Duration;
 use tokio::sync::watch;

@@ -2,9 +2,9 @@
 //! and the rate limiter's policy when Redis does not answer.
 
 use crate::helpers::{OwnStack, TestApp, assert_accepted, assert_problem, eventually};
-use std::time::Duration;
 use reqwest::Method;
 use serde_json::json;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn answers_carry_request_ids_security_headers_cors_and_compression() {
