@@ -190,9 +190,16 @@ pub struct Store {
     db: Database,
 }
 
-/// How many statements go in one command (MongoDB's limit is 100,000; FerretDB builds one
-/// SQL statement per document either way).
+/// How many documents go in one insert (MongoDB's limit is 100,000; FerretDB builds one SQL
+/// statement per document either way).
 const CHUNK: usize = 500;
+
+/// How many statements go in one update. FerretDB 1.24 keeps a PostgreSQL connection for
+/// every statement that matched until the whole command ends (`msg_update.go` defers each
+/// statement's iterator close to the end of its loop), and its pool holds 200: a command of
+/// ~200 statements wedged FerretDB for every client. Every projector and query-api process
+/// shares that pool, so a command holds at most a small share of it.
+pub const UPDATE_CHUNK: usize = 25;
 
 impl Store {
     pub fn new(db: &Database) -> Self {
@@ -269,12 +276,14 @@ impl Store {
         let reply = self.db.run_command(doc! {"insert": coll.name(), "documents": seeds, "ordered": false}).await?;
         check_write_errors(&reply, coll)?;
         let updates: Vec<Bson> = chunk.iter().filter_map(Write::update_statement).map(Bson::Document).collect();
-        let reply = self.db.run_command(doc! {"update": coll.name(), "updates": updates, "ordered": true}).await?;
-        if check_write_errors(&reply, coll)?.is_some() {
-            return Err(mongodb::error::Error::custom(format!(
-                "{}: a guarded update hit a duplicate key",
-                coll.name()
-            )));
+        for part in updates.chunks(UPDATE_CHUNK) {
+            let reply = self.db.run_command(doc! {"update": coll.name(), "updates": part, "ordered": true}).await?;
+            if check_write_errors(&reply, coll)?.is_some() {
+                return Err(mongodb::error::Error::custom(format!(
+                    "{}: a guarded update hit a duplicate key",
+                    coll.name()
+                )));
+            }
         }
         Ok(())
     }
