@@ -21,6 +21,13 @@ pub struct Metadata {
     pub causation_id: Option<Uuid>,
 }
 
+impl Metadata {
+    /// For an event no user caused and no request carried: no actor, a correlation of its own.
+    pub fn system() -> Self {
+        Self { actor_id: None, correlation_id: Uuid::now_v7(), causation_id: None }
+    }
+}
+
 /// An event with everything known about it, its payload decoded at the current version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {

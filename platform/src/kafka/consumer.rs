@@ -92,41 +92,29 @@ pub trait Handler: Sync {
     ) -> impl Future<Output = Handled> + Send;
 }
 
-/// Runs until `shutdown` turns true, then commits what was stored.
+/// Runs until `shutdown` turns true, then commits what was stored: [`run_batches`] with
+/// batches of one message.
 pub async fn run<H: Handler>(
     consumer: &GroupConsumer,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     commit_every: Duration,
     handler: &H,
 ) {
-    let mut commit = tokio::time::interval(commit_every);
-    loop {
-        let received = tokio::select! {
-            biased;
-            _ = shutdown.wait_for(|s| *s) => break,
-            _ = commit.tick() => {
-                commit_stored(consumer, CommitMode::Async);
-                continue;
-            }
-            received = consumer.recv() => received,
-        };
-        match received {
-            Ok(message) => {
-                if handler.handle(&message, shutdown.clone()).await == Handled::Done
-                    && let Err(e) = consumer.store_offset_from_message(&message)
-                {
-                    // The partition moved in a rebalance: its new owner re-reads from the
-                    // last commit, and the guarded writes make that harmless.
-                    tracing::debug!(error = %e, "offset not stored");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "kafka receive failed");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+    run_batches(consumer, shutdown, commit_every, 1, &OneAtATime(handler)).await;
+}
+
+/// A [`Handler`] as a [`BatchHandler`].
+struct OneAtATime<'a, H>(&'a H);
+
+impl<H: Handler> BatchHandler for OneAtATime<'_, H> {
+    async fn handle_batch(&self, messages: &[BorrowedMessage<'_>], shutdown: watch::Receiver<bool>) -> Handled {
+        for message in messages {
+            if self.0.handle(message, shutdown.clone()).await == Handled::Interrupted {
+                return Handled::Interrupted;
             }
         }
+        Handled::Done
     }
-    commit_stored(consumer, CommitMode::Sync);
 }
 
 /// Handles the messages of one poll together; see [`run_batches`].

@@ -153,11 +153,7 @@ mod tests {
     const ORIGIN: Origin = Origin { topic_base: "games", partition: 0, offset: 3 };
 
     fn envelope(event: impl Into<Event>, version: u64) -> Envelope {
-        Envelope::new(
-            event,
-            version,
-            Metadata { actor_id: None, correlation_id: uuid::Uuid::new_v4(), causation_id: None },
-        )
+        Envelope::new(event.into(), version, Metadata::system())
     }
 
     /// The `(coll, id, version, set)` of each write, which must all be versioned sets.

@@ -192,7 +192,7 @@ mod tests {
     use agora_schemas::{CommentId, ConversationId, MessageId, Metadata, PostId};
 
     fn envelope(event: impl Into<Event>, version: u64) -> Envelope {
-        Envelope::new(event, version, Metadata { actor_id: None, correlation_id: Uuid::new_v4(), causation_id: None })
+        Envelope::new(event.into(), version, Metadata::system())
     }
 
     const ORIGIN: Origin = Origin { topic_base: "x", partition: 0, offset: 1 };

@@ -91,11 +91,7 @@ mod tests {
     use agora_schemas::{CommentId, Metadata, PostId, UserId};
 
     fn envelope(event: Event, version: u64) -> Envelope {
-        Envelope::new(
-            event,
-            version,
-            Metadata { actor_id: None, correlation_id: uuid::Uuid::new_v4(), causation_id: None },
-        )
+        Envelope::new(event, version, Metadata::system())
     }
 
     const ORIGIN: Origin = Origin { topic_base: "likes", partition: 1, offset: 5 };

@@ -89,11 +89,7 @@ mod tests {
     use agora_schemas::{Metadata, UserId};
 
     fn envelope(event: Event, version: u64) -> Envelope {
-        Envelope::new(
-            event,
-            version,
-            Metadata { actor_id: None, correlation_id: uuid::Uuid::new_v4(), causation_id: None },
-        )
+        Envelope::new(event, version, Metadata::system())
     }
 
     #[test]

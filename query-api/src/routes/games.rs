@@ -6,7 +6,7 @@
 //! it is also the page cursor), then each game is looked up by `_id`.
 
 use super::users::user_refs;
-use super::{params, store_error};
+use super::{find_page, params, store_error};
 use crate::cursor;
 use crate::startup::AppState;
 use crate::views::{self, Page, UserRef};
@@ -19,7 +19,6 @@ use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
-use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -120,17 +119,7 @@ async fn user_games(
     if let Some(after) = after {
         filter.insert("game_id", doc! {"$lt": after});
     }
-    let entries = async {
-        app.coll(Coll::UserGames)
-            .find(filter)
-            .sort(doc! {"game_id": -1})
-            .limit(limit + 1)
-            .await
-            .map_err(store_error)?
-            .try_collect::<Vec<Document>>()
-            .await
-            .map_err(store_error)
-    };
+    let entries = find_page(&app, Coll::UserGames, filter, "game_id", -1, limit);
     let registered = async {
         let d = app.coll(Coll::Users).find_one(doc! {"_id": user.to_string()}).await.map_err(store_error)?;
         Ok::<_, ApiError>(d.is_some_and(|d| views::is_registered(&d)))

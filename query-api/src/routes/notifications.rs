@@ -7,7 +7,7 @@
 //! `seq` from below, which leaves them out.
 
 use super::users::user_refs;
-use super::{params, store_error};
+use super::{find_page, params, store_error};
 use crate::cursor;
 use crate::startup::AppState;
 use crate::views::{self, Page, UserRef};
@@ -20,8 +20,7 @@ use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::routing::get;
-use futures::TryStreamExt;
-use mongodb::bson::{Document, doc};
+use mongodb::bson::doc;
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -91,16 +90,8 @@ async fn list(
     if let Some(before) = before {
         seq.insert("$lt", before);
     }
-    let docs: Vec<Document> = app
-        .coll(Coll::Notifications)
-        .find(doc! {"user_id": me.to_string(), "seq": seq})
-        .sort(doc! {"seq": -1})
-        .limit(limit + 1)
-        .await
-        .map_err(store_error)?
-        .try_collect()
-        .await
-        .map_err(store_error)?;
+    let docs =
+        find_page(&app, Coll::Notifications, doc! {"user_id": me.to_string(), "seq": seq}, "seq", -1, limit).await?;
     let more = docs.len() as i64 > limit;
     let page = &docs[..docs.len().min(limit as usize)];
     let actors: Vec<String> = page.iter().filter_map(|d| d.get_str("actor_id").ok().map(str::to_owned)).collect();

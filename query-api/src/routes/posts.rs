@@ -1,7 +1,7 @@
 //! A post, its comments, and follower lists.
 
 use super::users::{like_count, profile, user_refs};
-use super::{params, store_error};
+use super::{find_page, paging, params, store_error};
 use crate::cache::read_through;
 use crate::cursor;
 use crate::startup::AppState;
@@ -15,7 +15,6 @@ use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
-use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -94,35 +93,6 @@ async fn post(
         comment_count: cached.comment_count,
         liked_by_me: liked.is_some(),
     }))
-}
-
-/// The page size and the key to start after, from `limit` and `cursor`.
-fn paging(q: &HashMap<String, String>) -> Result<(i64, Option<String>), ApiError> {
-    let limit = cursor::limit(q.get("limit").map(String::as_str)).map_err(|m| ApiError::invalid_field("limit", m))?;
-    let after = match q.get("cursor") {
-        Some(c) => Some(cursor::decode(c).map_err(|_| ApiError::BadRequest("malformed cursor".into()))?),
-        None => None,
-    };
-    Ok((limit, after))
-}
-
-async fn find_page(
-    app: &AppState,
-    coll: Coll,
-    filter: Document,
-    key: &str,
-    direction: i32,
-    limit: i64,
-) -> Result<Vec<Document>, ApiError> {
-    app.coll(coll)
-        .find(filter)
-        .sort(doc! {key: direction})
-        .limit(limit + 1)
-        .await
-        .map_err(store_error)?
-        .try_collect()
-        .await
-        .map_err(store_error)
 }
 
 /// Comments, oldest first. Comment ids are UUIDv7: `_id` order is creation order.

@@ -1,6 +1,6 @@
 //! Users and their posts.
 
-use super::{params, store_error};
+use super::{find_page, params, store_error};
 use crate::cache::read_through;
 use crate::cursor;
 use crate::startup::AppState;
@@ -89,16 +89,7 @@ async fn posts(
         let after = cursor::decode(c).map_err(|_| ApiError::BadRequest("malformed cursor".into()))?;
         filter.insert("_id", doc! {"$lt": after});
     }
-    let docs: Vec<Document> = app
-        .coll(Coll::Posts)
-        .find(filter)
-        .sort(doc! {"_id": -1})
-        .limit(limit + 1)
-        .await
-        .map_err(store_error)?
-        .try_collect()
-        .await
-        .map_err(store_error)?;
+    let docs = find_page(&app, Coll::Posts, filter, "_id", -1, limit).await?;
     let more = docs.len() as i64 > limit;
     let mut items = Vec::with_capacity(docs.len());
     for d in docs.iter().take(limit as usize) {

@@ -892,3 +892,19 @@ where
         pause = (pause * 2).min(Duration::from_millis(250));
     }
 }
+
+/// `GET` on the query API until its answer satisfies `ok` (within 30 s): the read side is
+/// eventually consistent.
+pub async fn query_until(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    what: &str,
+    ok: impl Fn(u16, &Value) -> bool,
+) -> Value {
+    eventually(Duration::from_secs(30), what, || async {
+        let (status, body) = app.get(&app.query, path, token).await;
+        ok(status, &body).then_some(body)
+    })
+    .await
+}

@@ -2,21 +2,9 @@
 //! conversation list with its peer, last message and unread count, the messages newest first
 //! with their paging, and who may read them.
 
-use crate::helpers::{TestApp, User, assert_accepted, assert_problem, eventually};
+use crate::helpers::{TestApp, User, assert_accepted, assert_problem, query_until};
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::time::Duration;
-
-const WITHIN: Duration = Duration::from_secs(30);
-
-/// `GET` on the query API once its answer satisfies `ok`.
-async fn query_until(app: &TestApp, path: &str, token: &str, what: &str, ok: impl Fn(u16, &Value) -> bool) -> Value {
-    eventually(WITHIN, what, || async {
-        let (status, body) = app.get(&app.query, path, token).await;
-        ok(status, &body).then_some(body)
-    })
-    .await
-}
 
 /// Sends `text` from `from` to `to`; returns (message_id, conversation_id).
 async fn send(app: &TestApp, from: &User, to: &User, text: &str) -> (String, String) {

@@ -1,22 +1,11 @@
 //! The games queries of the contract, end to end on the real stack: one game from its
 //! challenge to checkmate, and a player's games, latest first, by status, in pages.
 
-use crate::helpers::{TestApp, User, assert_accepted, assert_invalid, assert_problem, eventually};
+use crate::helpers::{TestApp, User, assert_accepted, assert_invalid, assert_problem, query_until};
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::time::Duration;
 
-const WITHIN: Duration = Duration::from_secs(30);
 const START: &str = "rnbqkbnr/pppppppp/8/8/8/8/PPPPPPPP/RNBQKBNR w KQkq - 0 1";
-
-/// `GET` on the query API once its answer satisfies `ok`.
-async fn query_until(app: &TestApp, path: &str, token: &str, what: &str, ok: impl Fn(u16, &Value) -> bool) -> Value {
-    eventually(WITHIN, what, || async {
-        let (status, body) = app.get(&app.query, path, token).await;
-        ok(status, &body).then_some(body)
-    })
-    .await
-}
 
 fn user_shape(u: &User) -> Value {
     json!({"user_id": u.id, "handle": u.handle, "display_name": u.handle})

@@ -1,21 +1,9 @@
 //! The posts queries of the contract, end to end on the real stack: a post's detail, its
 //! comments, and follower lists, with their paging.
 
-use crate::helpers::{TestApp, User, assert_accepted, eventually};
+use crate::helpers::{TestApp, User, assert_accepted, query_until};
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::time::Duration;
-
-const WITHIN: Duration = Duration::from_secs(30);
-
-/// `GET` on the query API once its answer satisfies `ok`.
-async fn query_until(app: &TestApp, path: &str, token: &str, what: &str, ok: impl Fn(u16, &Value) -> bool) -> Value {
-    eventually(WITHIN, what, || async {
-        let (status, body) = app.get(&app.query, path, token).await;
-        ok(status, &body).then_some(body)
-    })
-    .await
-}
 
 fn ids(page: &Value, field: &str) -> Vec<String> {
     page["items"].as_array().unwrap().iter().map(|i| i[field].as_str().unwrap().to_owned()).collect()
