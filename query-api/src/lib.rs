@@ -4,6 +4,7 @@
 //! - `cache`: Redis read-through caches the projector invalidates.
 //! - `consistency`: read-your-writes through `X-Consistency-Token`.
 //! - `cursor`: opaque, stable page cursors.
+//! - `etag`: `ETag` / `If-None-Match` on every successful `GET`.
 //! - `views`: read-model documents turned into the contract's JSON shapes.
 //! - `routes`: the HTTP handlers, one module per resource.
 //! - [`startup`]: `build(config)`, `port()`, `run(shutdown)`.
@@ -12,6 +13,7 @@ pub mod cache;
 pub mod config;
 pub mod consistency;
 pub mod cursor;
+pub mod etag;
 mod routes;
 pub mod startup;
 pub mod telemetry;

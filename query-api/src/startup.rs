@@ -61,6 +61,7 @@ impl Application {
             .merge(routes::games::router())
             .merge(routes::notifications::router())
             .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::consistency::wait))
+            .route_layer(axum::middleware::from_fn(crate::etag::middleware))
             .with_state(state);
         let router = http::layers(
             api.merge(health::router(probes, common.ready_timeout, telemetry::metrics_handle())),

@@ -197,3 +197,31 @@ async fn a_query_with_the_commands_consistency_tokens_reads_their_effects_at_onc
     assert_eq!((status, state.as_deref()), (200, Some("stale")), "{body}");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_detail_answer_carries_an_etag_and_an_unchanged_one_revalidates_with_304() {
+    let app = TestApp::spawn().await;
+    let u = app.user("tagged").await;
+    let path = format!("/v1/users/{}", u.id);
+    query_until(&app, &path, &u.token, "the profile", |s, _| s == 200).await;
+    let get = |tag: Option<String>| {
+        let mut req = app.http.get(format!("{}{path}", app.query)).bearer_auth(&u.token);
+        if let Some(tag) = tag {
+            req = req.header("If-None-Match", tag);
+        }
+        async move { req.send().await.unwrap() }
+    };
+    let first = get(None).await;
+    assert_eq!(first.status(), 200);
+    let tag = first.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_owned).expect("an ETag");
+    let again = get(Some(tag.clone())).await;
+    assert_eq!(again.status(), 304, "unchanged: not modified");
+    assert!(again.text().await.unwrap().is_empty());
+
+    assert_accepted(&app.patch_json("/v1/me", &u.token, &json!({"bio": "new bio"})).await);
+    query_until(&app, &path, &u.token, "the new bio", |s, b| s == 200 && b["bio"] == "new bio").await;
+    let changed = get(Some(tag.clone())).await;
+    assert_eq!(changed.status(), 200, "changed: the new answer");
+    assert_ne!(changed.headers().get("etag").and_then(|v| v.to_str().ok()), Some(tag.as_str()));
+    app.shutdown().await;
+}
