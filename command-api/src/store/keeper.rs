@@ -28,19 +28,17 @@ use tokio::sync::watch;
 const COMMIT_EVERY: Duration = Duration::from_millis(250);
 const MAX_BATCH: usize = 500;
 
-/// Whether appends that start a new aggregate of this type skip the claim (their head is
-/// kept from the log).
+/// The aggregate types whose first append skips the claim (their head is kept from the log).
+const KEPT: [AggregateType; 1] = [AggregateType::Post];
+
+/// Whether appends that start a new aggregate of this type skip the claim.
 pub fn keeps(aggregate: AggregateType) -> bool {
-    aggregate == AggregateType::Post
+    KEPT.contains(&aggregate)
 }
 
 /// Whether `key` (`<type>:<id>`) names an aggregate of a kept type.
 pub fn keeps_key(key: &str) -> bool {
-    key.split_once(':').is_some_and(|(t, _)| keeps_type_name(t))
-}
-
-fn keeps_type_name(name: &str) -> bool {
-    name == AggregateType::Post.as_str()
+    key.split_once(':').is_some_and(|(t, _)| KEPT.iter().any(|a| a.as_str() == t))
 }
 
 pub struct HeadKeeper {

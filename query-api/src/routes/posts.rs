@@ -1,6 +1,6 @@
 //! A post, its comments, and follower lists.
 
-use super::users::{like_count, profile, user_refs};
+use super::users::{like_count, likes, profile, user_refs};
 use super::{find_page, paging, params, store_error};
 use crate::cache::read_through;
 use crate::cursor;
@@ -80,10 +80,7 @@ async fn post(
     })
     .await?;
     let author_id: UserId = cached.author_id.parse().map_err(|_| ApiError::NotFound)?;
-    let like = agora_schemas::LikeId::of(id, me).to_string();
-    let likes = app.coll(Coll::Likes);
-    let liked = async { likes.find_one(doc! {"_id": like, "active": true}).await.map_err(store_error) };
-    let (author, liked) = futures::try_join!(profile(&app, author_id), liked)?;
+    let (author, liked) = futures::try_join!(profile(&app, author_id), likes(&app, id, me))?;
     Ok(ApiJson(Post {
         post_id: cached.post_id,
         author: UserRef::from(&author),
@@ -91,7 +88,7 @@ async fn post(
         created_at: cached.created_at,
         like_count: cached.like_count,
         comment_count: cached.comment_count,
-        liked_by_me: liked.is_some(),
+        liked_by_me: liked,
     }))
 }
 

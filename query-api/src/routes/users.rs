@@ -138,9 +138,14 @@ pub async fn like_count(app: &AppState, post: &Document) -> Result<i64, ApiError
 }
 
 pub async fn liked_by(app: &AppState, post: &Document, me: UserId) -> Result<bool, ApiError> {
-    let Some(post_id) = post.get_str("_id").ok().and_then(|s| s.parse::<PostId>().ok()) else {
-        return Ok(false);
-    };
+    match post.get_str("_id").ok().and_then(|s| s.parse::<PostId>().ok()) {
+        Some(post_id) => likes(app, post_id, me).await,
+        None => Ok(false),
+    }
+}
+
+/// Whether `me` likes `post` now (the like aggregate's id is derived from both).
+pub async fn likes(app: &AppState, post_id: PostId, me: UserId) -> Result<bool, ApiError> {
     let like = LikeId::of(post_id, me).to_string();
     let found = app.coll(Coll::Likes).find_one(doc! {"_id": like, "active": true}).await.map_err(store_error)?;
     Ok(found.is_some())

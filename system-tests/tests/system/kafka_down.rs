@@ -5,7 +5,7 @@
 //! Each test runs on a stack instance of its own, so stopping its Kafka disturbs no other test.
 
 use crate::helpers::{
-    OwnStack, TestApp, assert_accepted, assert_problem, eventually, of_type, try_until_answer, unique_handle,
+    OwnStack, TestApp, User, assert_accepted, assert_problem, eventually, of_type, try_until_answer, unique_handle,
 };
 use agora_schemas::{AggregateType, FollowId};
 use reqwest::Method;
@@ -16,16 +16,21 @@ use std::time::Duration;
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(3);
 const MARGIN: Duration = Duration::from_secs(1);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn with_kafka_down_commands_are_refused_in_time_and_leave_nothing_in_the_log() {
-    let own = OwnStack::up("kafka-down");
+/// The system on `own` with the test's delivery timeout, ready, with two registered users.
+async fn ready_app_with_two_users(own: &OwnStack) -> (TestApp, User, User) {
     let app = TestApp::spawn_with(own.stack(), &[("AGORA_KAFKA_DELIVERY_TIMEOUT_MS", "3000")]).await;
     eventually(Duration::from_secs(30), "command-api ready", || async {
         (app.ready(&app.command).await.0 == 200).then_some(())
     })
     .await;
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
+    let (alice, bob) = (app.user("alice").await, app.user("bob").await);
+    (app, alice, bob)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_kafka_down_commands_are_refused_in_time_and_leave_nothing_in_the_log() {
+    let own = OwnStack::up("kafka-down");
+    let (app, alice, bob) = ready_app_with_two_users(&own).await;
     let follow = format!("/v1/follows/{}", alice.id);
 
     own.stop("kafka");
@@ -96,13 +101,7 @@ async fn with_kafka_down_commands_are_refused_in_time_and_leave_nothing_in_the_l
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_command_abandoned_by_its_client_during_an_outage_can_be_sent_again_after_it() {
     let own = OwnStack::up("kafka-abandoned");
-    let app = TestApp::spawn_with(own.stack(), &[("AGORA_KAFKA_DELIVERY_TIMEOUT_MS", "3000")]).await;
-    eventually(Duration::from_secs(30), "command-api ready", || async {
-        (app.ready(&app.command).await.0 == 200).then_some(())
-    })
-    .await;
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
+    let (app, alice, bob) = ready_app_with_two_users(&own).await;
     let follow = format!("/v1/follows/{}", alice.id);
     let keyed = json!({"text": "sent by an impatient client"});
     let handle = unique_handle("erin");
