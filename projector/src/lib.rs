@@ -10,6 +10,8 @@
 pub mod config;
 pub mod invalidation;
 pub mod readmodel;
+pub mod rebuild;
+pub mod replay;
 pub mod startup;
 pub mod telemetry;
 pub mod worker;

@@ -20,6 +20,8 @@ async fn main() -> anyhow::Result<()> {
         [] | ["run"] => run(env, config).await,
         ["lag"] => lag(config.group_id.clone(), &config).await,
         ["lag", "--group", group] => lag((*group).to_owned(), &config).await,
+        ["replay", rest @ ..] => agora_projector::replay::main(&config, rest).await,
+        ["rebuild", rest @ ..] => agora_projector::rebuild::main(&config, rest).await,
         ["-h" | "--help" | "help"] => {
             println!("{USAGE}");
             Ok(())

@@ -60,6 +60,7 @@ impl Application {
             .merge(routes::conversations::router())
             .merge(routes::games::router())
             .merge(routes::notifications::router())
+            .merge(routes::feed::router())
             .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::consistency::wait))
             .route_layer(axum::middleware::from_fn(crate::etag::middleware))
             .with_state(state);

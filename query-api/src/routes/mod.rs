@@ -1,6 +1,7 @@
 //! HTTP handlers.
 
 pub mod conversations;
+pub mod feed;
 pub mod games;
 pub mod notifications;
 pub mod posts;

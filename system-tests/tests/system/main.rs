@@ -18,4 +18,8 @@ mod read_games;
 mod read_notifications;
 mod read_posts;
 mod readiness;
+mod readmodels;
+mod replay;
+mod fold;
+mod feed;
 mod slice;
