@@ -1,9 +1,10 @@
 //! projector settings.
 
+use crate::readmodel::feeds::FeedSettings;
 use agora_platform::config::{CommonConfig, ConfigError, Env};
 
 /// Variables only the projector reads.
-pub const KNOWN: &[&str] = &["AGORA_PROJECTOR_GROUP"];
+pub const KNOWN: &[&str] = &["AGORA_PROJECTOR_GROUP", "AGORA_FEED_FANOUT_THRESHOLD", "AGORA_FEED_CAP"];
 
 #[derive(Debug, Clone)]
 pub struct ProjectorConfig {
@@ -13,6 +14,10 @@ pub struct ProjectorConfig {
     /// `AGORA_PROJECTOR_GROUP`, default `agora-projector`: the consumer group all projector
     /// processes share; add processes to scale out.
     pub group_id: String,
+    /// `AGORA_FEED_FANOUT_THRESHOLD` (default 10000): authors with at least this many
+    /// followers are merged into feeds at read time instead of fanned out;
+    /// `AGORA_FEED_CAP` (default 800): entries kept per home feed.
+    pub feeds: FeedSettings,
 }
 
 impl ProjectorConfig {
@@ -21,6 +26,10 @@ impl ProjectorConfig {
             common: CommonConfig::from_env(env)?,
             addr: env.string("AGORA_PROJECTOR_ADDR", "127.0.0.1:8084"),
             group_id: env.string("AGORA_PROJECTOR_GROUP", "agora-projector"),
+            feeds: FeedSettings {
+                fanout_threshold: env.parse("AGORA_FEED_FANOUT_THRESHOLD", FeedSettings::DEFAULT.fanout_threshold)?,
+                cap: env.parse::<u64>("AGORA_FEED_CAP", FeedSettings::DEFAULT.cap)?.max(1),
+            },
         })
     }
 }

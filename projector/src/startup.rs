@@ -24,7 +24,7 @@ impl Application {
         }
         let redis_conn = redis::connect(&common.redis_url, common.ready_timeout).context("configuring redis")?;
         let cache = agora_platform::cache::Cache::new(redis_conn.clone(), &common.redis_prefix);
-        let worker = Worker::new(&common.kafka_brokers, &config.group_id, common.topics(), Store::new(&db), cache)
+        let worker = Worker::new(&common.kafka_brokers, &config.group_id, common.topics(), Store::new(&db), cache, config.feeds)
             .context("creating the kafka consumer")?;
         let probes = vec![
             kafka::probe(&common.kafka_brokers, common.ready_timeout).context("creating the kafka probe")?,

@@ -6,6 +6,7 @@
 //! failure is retried with backoff instead, since skipping it would lose the event.
 
 use crate::invalidation;
+use crate::readmodel::feeds::{self, FeedSettings};
 use crate::readmodel::{self, EventOrigin, Store};
 use crate::telemetry as names;
 use agora_platform::cache::Cache;
@@ -32,6 +33,7 @@ pub struct Worker {
     dead_letters: FutureProducer,
     store: Store,
     topics: Topics,
+    feeds: FeedSettings,
 }
 
 impl std::fmt::Debug for Worker {
@@ -41,10 +43,17 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    pub fn new(brokers: &str, group_id: &str, topics: Topics, store: Store, cache: Cache) -> anyhow::Result<Self> {
+    pub fn new(
+        brokers: &str,
+        group_id: &str,
+        topics: Topics,
+        store: Store,
+        cache: Cache,
+        feeds: FeedSettings,
+    ) -> anyhow::Result<Self> {
         let consumer = consumer::subscribe(brokers, group_id, &topics.event_topics())?;
         let dead_letters = agora_platform::kafka::producer_config(brokers, Duration::from_secs(30)).create()?;
-        Ok(Self { consumer, cache, epoch_owed: std::sync::Mutex::new(None), dead_letters, store, topics })
+        Ok(Self { consumer, cache, epoch_owed: std::sync::Mutex::new(None), dead_letters, store, topics, feeds })
     }
 
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
@@ -67,6 +76,7 @@ impl consumer::BatchHandler for Worker {
     async fn handle_batch(&self, messages: &[BorrowedMessage<'_>], mut shutdown: watch::Receiver<bool>) -> Handled {
         let mut writes = Vec::new();
         let mut applied = Vec::with_capacity(messages.len());
+        let mut feed_tasks = Vec::new();
         let mut positions: Vec<(String, i32, i64)> = Vec::new();
         for message in messages {
             match positions.iter_mut().find(|(t, p, _)| t == message.topic() && *p == message.partition()) {
@@ -87,19 +97,24 @@ impl consumer::BatchHandler for Worker {
             match Envelope::from_json(message.payload().unwrap_or_default()) {
                 Ok(envelope) => {
                     writes.extend(readmodel::plan(&envelope, &origin));
+                    feed_tasks.extend(feeds::task(&envelope));
                     applied.push(envelope);
                 }
                 Err(e) => self.dead_letter(message, &e.to_string()).await,
             }
         }
         // A store failure is retried rather than skipped: skipping would lose the events.
+        // Feeds read what the batch wrote, so they go after it; positions go last, since a
+        // consistency token covers everything.
         let mut pause = Duration::from_millis(50);
+        let mut feed_heads = Vec::new();
         loop {
-            let done = match self.store.apply(writes.clone()).await {
-                Ok(()) => self.store.advance_positions(&positions).await,
-                Err(e) => Err(e),
+            let done = async {
+                self.store.apply(writes.clone()).await?;
+                feed_heads = feeds::apply(&self.store, self.feeds, &feed_tasks).await?;
+                self.store.advance_positions(&positions).await
             };
-            match done {
+            match done.await {
                 Ok(()) => break,
                 Err(e) => {
                     metrics::counter!(names::APPLY_RETRIES).increment(1);
@@ -112,7 +127,9 @@ impl consumer::BatchHandler for Worker {
                 }
             }
         }
-        self.invalidate(&invalidation::affected(&writes)).await;
+        let mut stale = invalidation::affected(&writes);
+        stale.extend(feed_heads);
+        self.invalidate(&stale).await;
         metrics::histogram!(names::BATCH_EVENTS).record(messages.len() as f64);
         let now = chrono::Utc::now();
         for envelope in &applied {

@@ -12,8 +12,11 @@
 //!   unread count), `messages`.
 //! - [`games`]: `games`, `user_games`.
 //! - [`notifications`]: `notifications`, `inboxes` (read marks).
+//! - [`feeds`]: `feeds` (one entry per reader and post), `pull_authors`; written after the
+//!   rest of a batch, since they read other read models.
 
 pub mod conversations;
+pub mod feeds;
 pub mod games;
 pub mod notifications;
 pub mod posts;
@@ -78,6 +81,7 @@ pub async fn ensure_indexes(db: &Database) -> Result<(), mongodb::error::Error> 
     conversations::ensure_indexes(db).await?;
     games::ensure_indexes(db).await?;
     notifications::ensure_indexes(db).await?;
+    feeds::ensure_indexes(db).await?;
     // Shards are summed by owner.
     for coll in [Coll::UserCounters, Coll::PostCounters] {
         db.collection::<Document>(coll.name()).create_index(index(doc! {"owner_id": 1}, "by_owner")).await?;

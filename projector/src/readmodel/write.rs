@@ -46,12 +46,14 @@ pub enum Coll {
     UserGames,
     /// One per (user, post) delivered into the user's home feed.
     Feeds,
+    /// One per author whose posts are merged into feeds at read time (see `feeds`).
+    PullAuthors,
     /// One per source partition: the highest offset applied (read-your-writes).
     Positions,
 }
 
 impl Coll {
-    pub const ALL: [Coll; 17] = [
+    pub const ALL: [Coll; 18] = [
         Coll::Users,
         Coll::Handles,
         Coll::UserCounters,
@@ -68,6 +70,7 @@ impl Coll {
         Coll::Games,
         Coll::UserGames,
         Coll::Feeds,
+        Coll::PullAuthors,
         Coll::Positions,
     ];
 
@@ -89,6 +92,7 @@ impl Coll {
             Coll::Games => "games",
             Coll::UserGames => "user_games",
             Coll::Feeds => "feeds",
+            Coll::PullAuthors => "pull_authors",
             Coll::Positions => "positions",
         }
     }
