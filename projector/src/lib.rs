@@ -8,6 +8,7 @@
 //! - [`telemetry`]: the metrics it emits.
 
 pub mod config;
+pub mod generation;
 pub mod invalidation;
 pub mod readmodel;
 pub mod rebuild;
