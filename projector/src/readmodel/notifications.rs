@@ -38,12 +38,15 @@
 //! the document keeps what the event said and queries resolve it:
 //! - without `up_to` ("all that existed"): `all_at` = the read event's id. Every notification
 //!   whose `seq` (its source event's id) is not after it is read.
-//! - with `up_to`: `up_to` and `up_to_at` = the read event's id. The named notification and
-//!   every older one are read: the query looks `up_to` up by `_id` and takes its `seq`, but no
-//!   later than `up_to_at` (a game slot that moved on after the mark was made is not read by it).
+//!   A read-all also drops the partial marks before it, which it covers.
+//! - with `up_to`: `marks.<read event id>` = `up_to`. The named notification and every older
+//!   one are read: the query looks `up_to` up by `_id` and takes its `seq`, but no later than
+//!   the mark's event id (a game slot that moved on after the mark was made is not read by it).
+//!   Every partial mark is kept (until the next read-all), since which one reaches furthest is
+//!   only known once the notifications they name are looked up.
 //!
-//! The read mark is the later of the two (see [`read_mark`]), so a "read all" is never undone
-//! by a later mark on an older notification.
+//! The read mark is the furthest of them all (see [`read_mark`]): marks only ever add, so a
+//! later mark on an older notification (from another device, say) unreads nothing.
 
 use super::{Coll, Origin, Write, at, index};
 use agora_schemas::events::{Event, GameResult};
@@ -153,8 +156,8 @@ pub fn plan(envelope: &Envelope, _origin: &Origin) -> Vec<Write> {
         Event::NotificationsRead(e) => {
             let at_event = envelope.event_id.to_string();
             let set = match e.up_to {
-                Some(n) => doc! {"up_to": n.to_string(), "up_to_at": at_event},
-                None => doc! {"all_at": at_event},
+                Some(n) => doc! {format!("marks.{at_event}"): n.to_string()},
+                None => doc! {"all_at": at_event, "marks": {}},
             };
             vec![Write::set(Coll::Inboxes, e.user_id.to_string(), envelope.aggregate_version, set)]
         }
@@ -162,17 +165,29 @@ pub fn plan(envelope: &Envelope, _origin: &Origin) -> Vec<Write> {
     }
 }
 
+/// The partial marks of an inbox that a read-all has not covered: (when made, the
+/// notification named). Includes the one mark that inboxes projected before `marks` held.
+pub fn partial_marks(inbox: Option<&Document>) -> Vec<(String, String)> {
+    let Some(inbox) = inbox else { return Vec::new() };
+    let all = inbox.get_str("all_at").unwrap_or_default();
+    let mut marks: Vec<(String, String)> = inbox
+        .get_document("marks")
+        .map(|m| m.iter().filter_map(|(at, up_to)| Some((at.clone(), up_to.as_str()?.to_owned()))).collect())
+        .unwrap_or_default();
+    if let (Ok(up_to), Ok(at)) = (inbox.get_str("up_to"), inbox.get_str("up_to_at")) {
+        marks.push((at.to_owned(), up_to.to_owned()));
+    }
+    marks.retain(|(at, _)| at.as_str() > all);
+    marks
+}
+
 /// The `seq` at or below which a user's notifications are read, from their inbox document and
-/// the `seq` of the notification its `up_to` names (looked up by the caller; `None` if there is
-/// no such notification of theirs). `None`: nothing is read.
-pub fn read_mark(inbox: Option<&Document>, up_to_seq: Option<&str>) -> Option<String> {
-    let inbox = inbox?;
-    let all = inbox.get_str("all_at").ok();
-    let partial = match (up_to_seq, inbox.get_str("up_to_at").ok()) {
-        (Some(seq), Some(made)) => Some(seq.min(made)),
-        _ => None,
-    };
-    all.max(partial).map(str::to_owned)
+/// each partial mark's (when made, `seq` of the notification it names: looked up by the
+/// caller, `None` if there is no such notification of theirs). `None`: nothing is read.
+pub fn read_mark(inbox: Option<&Document>, resolved: &[(String, Option<String>)]) -> Option<String> {
+    let all = inbox?.get_str("all_at").ok().map(str::to_owned);
+    let partial = resolved.iter().filter_map(|(made, seq)| seq.as_ref().map(|seq| seq.min(made).clone())).max();
+    all.max(partial)
 }
 
 pub async fn ensure_indexes(db: &Database) -> Result<(), mongodb::error::Error> {
@@ -347,7 +362,7 @@ mod tests {
     }
 
     #[test]
-    fn read_marks_keep_what_was_marked_and_when() {
+    fn read_marks_keep_every_partial_mark_until_a_read_all() {
         let (me, n) = (UserId::new(), NotificationId::of(agora_schemas::EventId::new(), UserId::new()));
         let some = envelope(NotificationsRead { user_id: me, up_to: Some(n) }, 2);
         assert_eq!(
@@ -356,25 +371,40 @@ mod tests {
                 Coll::Inboxes,
                 me.to_string(),
                 2,
-                doc! {"up_to": n.to_string(), "up_to_at": some.event_id.to_string()}
+                doc! {format!("marks.{}", some.event_id): n.to_string()}
             )]
         );
         let all = envelope(NotificationsRead { user_id: me, up_to: None }, 3);
         assert_eq!(
             plan(&all, &ORIGIN),
-            vec![Write::set(Coll::Inboxes, me.to_string(), 3, doc! {"all_at": all.event_id.to_string()})]
+            vec![Write::set(Coll::Inboxes, me.to_string(), 3, doc! {"all_at": all.event_id.to_string(), "marks": {}})]
         );
     }
 
+    fn r(made: &str, seq: Option<&str>) -> (String, Option<String>) {
+        (made.to_owned(), seq.map(str::to_owned))
+    }
+
     #[test]
-    fn the_read_mark_is_the_later_of_read_all_and_the_marked_notification_at_marking_time() {
-        assert_eq!(read_mark(None, Some("5")), None);
-        let inbox = doc! {"up_to": "n", "up_to_at": "5"};
-        assert_eq!(read_mark(Some(&inbox), Some("3")).as_deref(), Some("3"));
-        assert_eq!(read_mark(Some(&inbox), Some("7")).as_deref(), Some("5"), "a slot that moved on after the mark");
-        assert_eq!(read_mark(Some(&inbox), None), None, "an unknown notification marks nothing");
-        let both = doc! {"all_at": "4", "up_to": "n", "up_to_at": "6"};
-        assert_eq!(read_mark(Some(&both), Some("2")).as_deref(), Some("4"), "read all is not undone");
-        assert_eq!(read_mark(Some(&both), Some("5")).as_deref(), Some("5"));
+    fn the_read_mark_is_the_furthest_of_every_mark_each_capped_at_its_making() {
+        assert_eq!(read_mark(None, &[r("5", Some("5"))]), None);
+        let inbox = doc! {"marks": {"5": "n"}};
+        assert_eq!(read_mark(Some(&inbox), &[r("5", Some("3"))]).as_deref(), Some("3"));
+        assert_eq!(read_mark(Some(&inbox), &[r("5", Some("7"))]).as_deref(), Some("5"), "a slot that moved on");
+        assert_eq!(read_mark(Some(&inbox), &[r("5", None)]), None, "an unknown notification marks nothing");
+        // A later mark on an older notification unreads nothing.
+        assert_eq!(read_mark(Some(&inbox), &[r("5", Some("4")), r("6", Some("1"))]).as_deref(), Some("4"));
+        let both = doc! {"all_at": "4", "marks": {"6": "n"}};
+        assert_eq!(read_mark(Some(&both), &[r("6", Some("2"))]).as_deref(), Some("4"), "read all is not undone");
+        assert_eq!(read_mark(Some(&both), &[r("6", Some("5"))]).as_deref(), Some("5"));
+    }
+
+    #[test]
+    fn partial_marks_are_those_after_the_last_read_all_including_a_legacy_one() {
+        let inbox = doc! {"all_at": "4", "marks": {"3": "old", "6": "new"}, "up_to": "legacy", "up_to_at": "5"};
+        let mut marks = partial_marks(Some(&inbox));
+        marks.sort();
+        assert_eq!(marks, vec![("5".to_owned(), "legacy".to_owned()), ("6".to_owned(), "new".to_owned())]);
+        assert!(partial_marks(None).is_empty());
     }
 }
