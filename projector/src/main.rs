@@ -9,7 +9,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: &str = "usage: agora-projector [run]            project the event log (default)
        agora-projector lag [--group G]  per-partition lag of the projector's consumer group
-                                        (or of G), read from the brokers";
+                                        (or of G), read from the brokers
+       agora-projector rebuild [--no-switch]
+                                        project the whole log into a fresh database, then serve it
+       agora-projector replay [options]  history as NDJSON/CSV for analysts (replay --help)";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
