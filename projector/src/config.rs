@@ -4,7 +4,8 @@ use crate::readmodel::feeds::FeedSettings;
 use agora_platform::config::{CommonConfig, ConfigError, Env};
 
 /// Variables only the projector reads.
-pub const KNOWN: &[&str] = &["AGORA_PROJECTOR_GROUP", "AGORA_FEED_FANOUT_THRESHOLD", "AGORA_FEED_CAP"];
+pub const KNOWN: &[&str] =
+    &["AGORA_PROJECTOR_GROUP", "AGORA_FEED_FANOUT_THRESHOLD", "AGORA_FEED_CAP", "AGORA_PROJECTOR_MAX_BATCH"];
 
 #[derive(Debug, Clone)]
 pub struct ProjectorConfig {
@@ -18,6 +19,9 @@ pub struct ProjectorConfig {
     /// followers are merged into feeds at read time instead of fanned out;
     /// `AGORA_FEED_CAP` (default 800): entries kept per home feed.
     pub feeds: FeedSettings,
+    /// `AGORA_PROJECTOR_MAX_BATCH` (default 1000): events applied to the store together; 1
+    /// writes one event at a time (what the batching benchmark compares against).
+    pub max_batch: usize,
 }
 
 impl ProjectorConfig {
@@ -26,6 +30,7 @@ impl ProjectorConfig {
             common: CommonConfig::from_env(env)?,
             addr: env.string("AGORA_PROJECTOR_ADDR", "127.0.0.1:8084"),
             group_id: env.string("AGORA_PROJECTOR_GROUP", "agora-projector"),
+            max_batch: env.parse::<usize>("AGORA_PROJECTOR_MAX_BATCH", 1000)?.max(1),
             feeds: FeedSettings {
                 fanout_threshold: env.parse("AGORA_FEED_FANOUT_THRESHOLD", FeedSettings::DEFAULT.fanout_threshold)?,
                 cap: env.parse::<u64>("AGORA_FEED_CAP", FeedSettings::DEFAULT.cap)?.max(1),

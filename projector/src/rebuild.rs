@@ -115,6 +115,7 @@ pub async fn run(config: &ProjectorConfig, options: RebuildOptions) -> anyhow::R
         Store::new(&db),
         cache.clone(),
         config.feeds,
+        config.max_batch,
     )
     .context("creating the kafka consumer")?;
     tracing::info!(db = %rebuilt.db, group = %rebuilt.group, "rebuilding");

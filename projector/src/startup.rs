@@ -37,6 +37,7 @@ impl Application {
             Store::new(&db),
             cache.clone(),
             config.feeds,
+            config.max_batch,
         )
         .context("creating the kafka consumer")?;
         let generations = Generations { config: config.clone(), client: db.client().clone(), cache };
@@ -93,6 +94,7 @@ impl Generations {
                 Store::new(&db),
                 self.cache.clone(),
                 self.config.feeds,
+                self.config.max_batch,
             ) {
                 Ok(w) => w,
                 Err(e) => {

@@ -21,8 +21,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 const COMMIT_EVERY: Duration = Duration::from_millis(250);
-/// Events per batch: one poll's worth, up to this many, go to the store together.
-const MAX_BATCH: usize = 1000;
 
 pub struct Worker {
     consumer: GroupConsumer,
@@ -34,6 +32,8 @@ pub struct Worker {
     store: Store,
     topics: Topics,
     feeds: FeedSettings,
+    /// Events per batch: one poll's worth, up to this many, go to the store together.
+    max_batch: usize,
 }
 
 impl std::fmt::Debug for Worker {
@@ -50,10 +50,20 @@ impl Worker {
         store: Store,
         cache: Cache,
         feeds: FeedSettings,
+        max_batch: usize,
     ) -> anyhow::Result<Self> {
         let consumer = consumer::subscribe(brokers, group_id, &topics.event_topics())?;
         let dead_letters = agora_platform::kafka::producer_config(brokers, Duration::from_secs(30)).create()?;
-        Ok(Self { consumer, cache, epoch_owed: std::sync::Mutex::new(None), dead_letters, store, topics, feeds })
+        Ok(Self {
+            consumer,
+            cache,
+            epoch_owed: std::sync::Mutex::new(None),
+            dead_letters,
+            store,
+            topics,
+            feeds,
+            max_batch,
+        })
     }
 
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
@@ -65,7 +75,7 @@ impl Worker {
             }
         };
         tokio::select! {
-            _ = consumer::run_batches(&self.consumer, shutdown, COMMIT_EVERY, MAX_BATCH, &self) => {}
+            _ = consumer::run_batches(&self.consumer, shutdown, COMMIT_EVERY, self.max_batch, &self) => {}
             _ = settle_epoch => {}
         }
         tracing::info!("projector worker stopped; offsets committed");

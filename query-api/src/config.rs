@@ -9,6 +9,7 @@ pub const KNOWN: &[&str] = &[
     "AGORA_CACHE_TTL_FEED_SECS",
     "AGORA_CACHE_TTL_UNREAD_SECS",
     "AGORA_CACHE_TTL_POST_SECS",
+    "AGORA_RATE_LIMIT_QUERIES",
 ];
 
 #[derive(Debug, Clone)]
@@ -22,6 +23,9 @@ pub struct QueryConfig {
     /// `AGORA_CACHE_TTL_<KIND>_SECS`: profile 300, followers 120 (both lists), feed 60,
     /// unread 30, post 300.
     pub cache_ttls: crate::cache::Ttls,
+    /// `AGORA_RATE_LIMIT_QUERIES`: `N/<window>` or `off`; default 3000/1m, from the contract.
+    /// (`AGORA_RATE_LIMIT_REDIS_DOWN`, shared with command-api, is in `common`.)
+    pub limits: crate::limits::Limits,
 }
 
 impl QueryConfig {
@@ -37,10 +41,29 @@ impl QueryConfig {
                 unread: secs(env, "AGORA_CACHE_TTL_UNREAD_SECS", 30)?,
                 post: secs(env, "AGORA_CACHE_TTL_POST_SECS", 300)?,
             },
+            limits: crate::limits::Limits { queries: env.limit("AGORA_RATE_LIMIT_QUERIES", "3000/1m")? },
         })
     }
 }
 
 fn secs(env: &Env, key: &str, default: u64) -> Result<std::time::Duration, ConfigError> {
     Ok(std::time::Duration::from_secs(env.parse(key, default)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_platform::ratelimit::Limit;
+
+    #[test]
+    fn the_queries_limit_defaults_to_the_contracts_and_can_be_set_or_turned_off() {
+        let limit = |pairs: &[(&str, &str)]| {
+            QueryConfig::from_env(&Env::from_pairs(pairs.iter().copied())).map(|c| c.limits.queries)
+        };
+        assert_eq!(limit(&[]).ok(), Some(Limit::per_minute(3000)));
+        let five = Limit { max: 5, window: std::time::Duration::from_secs(60) };
+        assert_eq!(limit(&[("AGORA_RATE_LIMIT_QUERIES", "5/1m")]).ok(), Some(Some(five)));
+        assert_eq!(limit(&[("AGORA_RATE_LIMIT_QUERIES", "off")]).ok(), Some(None));
+        assert!(limit(&[("AGORA_RATE_LIMIT_QUERIES", "lots")]).is_err());
+    }
 }

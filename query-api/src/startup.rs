@@ -1,31 +1,37 @@
 //! Wiring.
 
 use crate::config::QueryConfig;
+use crate::limits::{self, Limits};
 use crate::routes;
 use agora_platform::auth::JwtKeys;
+use agora_platform::ratelimit::RateLimiter;
 use agora_platform::{health, http, mongo, redis, telemetry};
 use agora_projector::readmodel::Coll;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::FromRef;
+use mongodb::Collection;
 use mongodb::bson::Document;
-use mongodb::{Collection, Database};
 use std::future::Future;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// The read models (written only by the projector; their layout is `agora_projector::readmodel`).
-    pub db: Database,
+    /// The read models (written only by the projector; their layout is `agora_projector::readmodel`),
+    /// in whichever database is active (a rebuild switches it).
+    pub db: crate::readdb::ReadDb,
     pub jwt: JwtKeys,
     /// See `QueryConfig::consistency_wait`.
     pub consistency_wait: std::time::Duration,
     pub cache: agora_platform::cache::Cache,
     pub cache_ttls: crate::cache::Ttls,
+    /// Shared, as the state is cloned for every request.
+    pub limiter: std::sync::Arc<RateLimiter>,
+    pub limits: Limits,
 }
 
 impl AppState {
     pub fn coll(&self, coll: Coll) -> Collection<Document> {
-        self.db.collection(coll.name())
+        self.db.get().collection(coll.name())
     }
 }
 
@@ -46,11 +52,17 @@ impl Application {
         let db = mongo::connect(common, &common.mongo_db).await.context("configuring mongodb")?;
         let redis_conn = redis::connect(&common.redis_url, common.ready_timeout).context("configuring redis")?;
         let state = AppState {
-            db: db.clone(),
+            db: crate::readdb::ReadDb::follow(db.client().clone(), common.mongo_db.clone()).await,
             jwt: JwtKeys::new(&common.jwt_secret, common.token_ttl).context("JWT secret")?,
             consistency_wait: config.consistency_wait,
             cache: agora_platform::cache::Cache::new(redis_conn.clone(), &common.redis_prefix),
             cache_ttls: config.cache_ttls,
+            limiter: std::sync::Arc::new(RateLimiter::new(
+                redis_conn.clone(),
+                &common.redis_prefix,
+                common.rate_limit_redis_down,
+            )),
+            limits: config.limits,
         };
         // Reads never touch Kafka, so Kafka is not a readiness dependency of this service.
         let probes = vec![mongo::probe(db), redis::probe(redis_conn)];
@@ -63,9 +75,21 @@ impl Application {
             .merge(routes::feed::router())
             .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::consistency::wait))
             .route_layer(axum::middleware::from_fn(crate::etag::middleware))
+            // Before the consistency wait: a refused query waits for nothing.
+            .route_layer(axum::middleware::from_fn_with_state(state.clone(), limits::queries))
+            // Outermost: the token is verified once, for the limit and the handler.
+            .route_layer(axum::middleware::from_fn_with_state(state.jwt.clone(), agora_platform::auth::identify))
             .with_state(state);
+        let doc = std::sync::Arc::new(crate::openapi::document());
+        let openapi = Router::new().route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        );
         let router = http::layers(
-            api.merge(health::router(probes, common.ready_timeout, telemetry::metrics_handle())),
+            api.merge(openapi).merge(health::router(probes, common.ready_timeout, telemetry::metrics_handle())),
             &common.cors_origins,
         );
         let server = http::Server::bind(&config.addr, router, common.shutdown_timeout).await?;

@@ -2,42 +2,74 @@
 
 use mongodb::bson::Document;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// `user`: `{user_id, handle, display_name}`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[schema(as = User)]
 pub struct UserRef {
+    #[schema(format = Uuid)]
     pub user_id: String,
+    /// Empty only in a notification whose actor's registration is not projected yet.
     pub handle: String,
     pub display_name: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A user's profile with its counts.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Profile {
+    #[schema(format = Uuid)]
     pub user_id: String,
     pub handle: String,
     pub display_name: String,
     pub bio: String,
+    #[schema(minimum = 0)]
     pub followers: i64,
+    #[schema(minimum = 0)]
     pub following: i64,
+    #[schema(minimum = 0)]
     pub posts: i64,
+    #[schema(format = DateTime)]
     pub created_at: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A post, with the caller's `liked_by_me`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Post {
+    #[schema(format = Uuid)]
     pub post_id: String,
     pub author: UserRef,
     pub text: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(minimum = 0)]
     pub like_count: i64,
+    #[schema(minimum = 0)]
     pub comment_count: i64,
     pub liked_by_me: bool,
 }
 
-#[derive(Debug, Serialize)]
+/// A page of a list: its items and the cursor of the next page.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
+}
+
+/// The schema of a string that is one of `values` (and, if `nullable`, possibly `null`): for
+/// fields the read models hold as plain strings.
+pub fn one_of(values: &[&str], nullable: bool) -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    let mut listed: Vec<serde_json::Value> = values.iter().map(|v| serde_json::Value::from(*v)).collect();
+    let kind = if nullable {
+        listed.push(serde_json::Value::Null);
+        SchemaType::from_iter([Type::String, Type::Null])
+    } else {
+        SchemaType::Type(Type::String)
+    };
+    ObjectBuilder::new().schema_type(kind).enum_values(Some(listed)).build()
 }
 
 fn count(d: &Document, key: &str) -> i64 {

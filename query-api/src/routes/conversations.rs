@@ -27,24 +27,33 @@ pub fn router() -> Router<AppState> {
 
 /// A message: `{message_id, conversation_id, from, to, text, created_at}`, `from` and `to`
 /// being user ids.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Message {
+    #[schema(format = Uuid)]
     pub message_id: String,
+    #[schema(format = Uuid)]
     pub conversation_id: String,
+    /// The sender's user id.
+    #[schema(format = Uuid)]
     pub from: String,
+    /// The recipient's user id.
+    #[schema(format = Uuid)]
     pub to: String,
     pub text: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
 }
 
 /// One of the caller's conversations: `{conversation_id, peer: user, last_message, unread}`.
 /// `last_message` has the shape of a [`Message`] (what `/messages` lists), so a client shows
 /// both with one type; `unread` counts the peer's messages after the caller's read mark.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Conversation {
+    #[schema(format = Uuid)]
     pub conversation_id: String,
     pub peer: UserRef,
     pub last_message: Message,
+    #[schema(minimum = 0)]
     pub unread: i64,
 }
 
@@ -89,7 +98,18 @@ async fn find(
 /// message's id (a UUIDv7, unique): a page starts strictly after the last conversation seen,
 /// so none repeats; one that gets a new message meanwhile moves to the head of the list
 /// (ahead of the cursor), where the next look at the first page shows it.
-async fn conversations(
+#[utoipa::path(
+    get,
+    path = "/v1/conversations",
+    tag = "conversations",
+    params(super::PageParams),
+    responses(
+        (status = 200, description = "the caller's conversations, latest message first", body = Page<Conversation>),
+        super::OwnListErrors
+    ),
+    security(("bearer" = []))
+)]
+pub async fn conversations(
     State(app): State<AppState>,
     AuthUser(me): AuthUser,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -127,7 +147,18 @@ async fn conversations(
 /// any id that names no conversation of the caller's, gets 404). Message ids are UUIDv7, so
 /// `_id` order is sending order and the cursor is the last id seen: messages sent meanwhile
 /// are newer than any cursor and never enter a later page.
-async fn messages(
+#[utoipa::path(
+    get,
+    path = "/v1/conversations/{conversation_id}/messages",
+    tag = "conversations",
+    params(("conversation_id" = uuid::Uuid, Path, description = "a conversation of the caller's"), super::PageParams),
+    responses(
+        (status = 200, description = "the conversation's messages, newest first", body = Page<Message>),
+        super::NamedListErrors
+    ),
+    security(("bearer" = []))
+)]
+pub async fn messages(
     State(app): State<AppState>,
     AuthUser(me): AuthUser,
     Path(conversation_id): Path<String>,

@@ -28,12 +28,14 @@ pub fn router() -> Router<AppState> {
 }
 
 /// A game: `{game_id, white, black, status, fen, moves, ply, turn, result, end_reason}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Game {
+    #[schema(format = Uuid)]
     pub game_id: String,
     pub white: UserRef,
     pub black: UserRef,
     /// `pending`, `active` or `finished`.
+    #[schema(schema_with = status_schema)]
     pub status: String,
     /// Standard FEN of the current position.
     pub fen: String,
@@ -41,15 +43,46 @@ pub struct Game {
     pub moves: Vec<String>,
     pub ply: u32,
     /// `white` or `black`: the side to move.
+    #[schema(schema_with = turn_schema)]
     pub turn: String,
     /// `1-0`, `0-1` or `1/2-1/2` once finished.
+    #[schema(schema_with = result_schema, required = true)]
     pub result: Option<String>,
     /// `checkmate`, `stalemate`, `insufficient_material`, `threefold_repetition`,
     /// `fifty_move_rule` or `resignation` once finished.
+    #[schema(schema_with = end_reason_schema, required = true)]
     pub end_reason: Option<String>,
 }
 
 const STATUSES: [&str; 3] = ["pending", "active", "finished"];
+
+/// `?status=` of a player's games.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct StatusParam {
+    /// Only the games in this state; anything else is 422.
+    #[param(schema_with = status_schema, required = false)]
+    status: Option<String>,
+}
+
+fn status_schema() -> utoipa::openapi::Object {
+    views::one_of(&STATUSES, false)
+}
+
+fn turn_schema() -> utoipa::openapi::Object {
+    views::one_of(&["white", "black"], false)
+}
+
+fn result_schema() -> utoipa::openapi::Object {
+    views::one_of(&["1-0", "0-1", "1/2-1/2"], true)
+}
+
+fn end_reason_schema() -> utoipa::openapi::Object {
+    let reasons =
+        ["checkmate", "stalemate", "insufficient_material", "threefold_repetition", "fifty_move_rule", "resignation"];
+    views::one_of(&reasons, true)
+}
 
 /// The players' ids of a game document.
 fn players(d: &Document) -> Option<(&str, &str)> {
@@ -82,7 +115,15 @@ async fn views_of(app: &AppState, docs: &[Document]) -> Result<Vec<Game>, ApiErr
     Ok(docs.iter().filter_map(|d| view(d, &refs)).collect())
 }
 
-async fn game(
+#[utoipa::path(
+    get,
+    path = "/v1/games/{game_id}",
+    tag = "games",
+    params(("game_id" = uuid::Uuid, Path, description = "the game")),
+    responses((status = 200, description = "the game", body = Game), super::NamedErrors),
+    security(("bearer" = []))
+)]
+pub async fn game(
     State(app): State<AppState>,
     _me: AuthUser,
     Path(game_id): Path<String>,
@@ -94,7 +135,15 @@ async fn game(
 }
 
 /// A registered user's games, latest first, optionally only those with `status`.
-async fn user_games(
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user_id}/games",
+    tag = "games",
+    params(("user_id" = uuid::Uuid, Path, description = "a player"), super::PageParams, StatusParam),
+    responses((status = 200, description = "the user's games, latest first", body = Page<Game>), super::NamedListErrors),
+    security(("bearer" = []))
+)]
+pub async fn user_games(
     State(app): State<AppState>,
     _me: AuthUser,
     Path(user_id): Path<String>,

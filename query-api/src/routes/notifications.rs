@@ -14,7 +14,7 @@ use crate::views::{self, Page, UserRef};
 use agora_platform::auth::AuthUser;
 use agora_platform::http::{ApiError, ApiJson};
 use agora_projector::readmodel::Coll;
-use agora_projector::readmodel::notifications::read_mark;
+use agora_projector::readmodel::notifications::{partial_marks, read_mark};
 use agora_schemas::UserId;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
@@ -29,19 +29,40 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `{notification_id, kind, actor: user, subject_id, created_at, read}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Notification {
+    #[schema(format = Uuid)]
     pub notification_id: String,
+    #[schema(schema_with = kind_schema)]
     pub kind: String,
     pub actor: UserRef,
+    /// What it is about: the follower (follow), the post (like, comment), the conversation
+    /// (message) or the game (game_challenge, game_move, game_end).
+    #[schema(format = Uuid)]
     pub subject_id: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
     pub read: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+fn kind_schema() -> utoipa::openapi::Object {
+    let kinds = ["follow", "like", "comment", "message", "game_challenge", "game_move", "game_end"];
+    views::one_of(&kinds, false)
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UnreadCount {
     pub count: u64,
+}
+
+/// `?unread=` of the notification list.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct UnreadParam {
+    /// `true`: only the unread ones; `false` (the default): all. Anything else is 422.
+    #[param(nullable = false)]
+    unread: Option<bool>,
 }
 
 /// The `seq` at or below which `me`'s notifications are read: their inbox, and the `seq` of
@@ -49,16 +70,19 @@ pub struct UnreadCount {
 async fn mark_of(app: &AppState, me: UserId) -> Result<Option<String>, ApiError> {
     let me = me.to_string();
     let inbox = app.coll(Coll::Inboxes).find_one(doc! {"_id": &me}).await.map_err(store_error)?;
-    let up_to_seq = match inbox.as_ref().and_then(|d| d.get_str("up_to").ok()) {
-        Some(up_to) => app
-            .coll(Coll::Notifications)
-            .find_one(doc! {"_id": up_to, "user_id": &me})
-            .await
-            .map_err(store_error)?
-            .and_then(|d| d.get_str("seq").ok().map(str::to_owned)),
-        None => None,
-    };
-    Ok(read_mark(inbox.as_ref(), up_to_seq.as_deref()))
+    let me = &me;
+    let resolved =
+        futures::future::try_join_all(partial_marks(inbox.as_ref()).into_iter().map(|(made, up_to)| async move {
+            let seq = app
+                .coll(Coll::Notifications)
+                .find_one(doc! {"_id": up_to, "user_id": me})
+                .await
+                .map_err(store_error)?
+                .and_then(|d| d.get_str("seq").ok().map(str::to_owned));
+            Ok::<_, ApiError>((made, seq))
+        }))
+        .await?;
+    Ok(read_mark(inbox.as_ref(), &resolved))
 }
 
 /// `?unread=`: absent or `false` lists all, `true` only the unread.
@@ -71,7 +95,18 @@ fn unread_only(raw: Option<&str>) -> Result<bool, ApiError> {
 }
 
 /// The caller's notifications, newest first.
-async fn list(
+#[utoipa::path(
+    get,
+    path = "/v1/notifications",
+    tag = "notifications",
+    params(super::PageParams, UnreadParam),
+    responses(
+        (status = 200, description = "the caller's notifications, newest first", body = Page<Notification>),
+        super::OwnListErrors
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(
     State(app): State<AppState>,
     AuthUser(me): AuthUser,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -122,7 +157,17 @@ async fn list(
     Ok(ApiJson(Page { items, next_cursor }))
 }
 
-async fn unread_count(State(app): State<AppState>, AuthUser(me): AuthUser) -> Result<ApiJson<UnreadCount>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/v1/notifications/unread-count",
+    tag = "notifications",
+    responses((status = 200, description = "how many of the caller's notifications are unread", body = UnreadCount), super::OwnErrors),
+    security(("bearer" = []))
+)]
+pub async fn unread_count(
+    State(app): State<AppState>,
+    AuthUser(me): AuthUser,
+) -> Result<ApiJson<UnreadCount>, ApiError> {
     let mark = mark_of(&app, me).await?.unwrap_or_default();
     let count = app
         .coll(Coll::Notifications)

@@ -28,12 +28,15 @@ pub fn router() -> Router<AppState> {
 }
 
 /// A comment: `{comment_id, post_id, author: user, text, created_at}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Comment {
+    #[schema(format = Uuid)]
     pub comment_id: String,
+    #[schema(format = Uuid)]
     pub post_id: String,
     pub author: UserRef,
     pub text: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
 }
 
@@ -49,24 +52,20 @@ async fn live_post(app: &AppState, raw: &str) -> Result<Document, ApiError> {
 /// What is cached of a post: everything but the author's profile (cached on its own, so a
 /// profile change does not have to find every post) and the caller's `liked_by_me`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct CachedPost {
-    post_id: String,
-    author_id: String,
-    text: String,
-    created_at: String,
-    like_count: i64,
-    comment_count: i64,
+pub(crate) struct CachedPost {
+    pub post_id: String,
+    pub author_id: String,
+    pub text: String,
+    pub created_at: String,
+    pub like_count: i64,
+    pub comment_count: i64,
 }
 
-async fn post(
-    State(app): State<AppState>,
-    AuthUser(me): AuthUser,
-    Path(post_id): Path<String>,
-) -> Result<ApiJson<Post>, ApiError> {
-    let id: PostId = post_id.parse().map_err(|_| ApiError::NotFound)?;
-    let cached = read_through(&app, CacheKey::new(Kind::Post, id.to_string()), || async {
-        let doc = live_post(&app, &post_id).await?;
-        let like_count = like_count(&app, &doc).await?;
+/// A live post without the caller's part, through the post cache; 404 once deleted.
+pub(crate) async fn cached_post(app: &AppState, id: PostId) -> Result<CachedPost, ApiError> {
+    read_through(app, CacheKey::new(Kind::Post, id.to_string()), || async {
+        let doc = live_post(app, &id.to_string()).await?;
+        let like_count = like_count(app, &doc).await?;
         let post = views::post(&doc, UserRef::default(), false, like_count).ok_or(ApiError::NotFound)?;
         let author_id = doc.get_str("author_id").map_err(|_| ApiError::NotFound)?.to_owned();
         Ok(CachedPost {
@@ -78,7 +77,24 @@ async fn post(
             comment_count: post.comment_count,
         })
     })
-    .await?;
+    .await
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/posts/{post_id}",
+    tag = "posts",
+    params(("post_id" = uuid::Uuid, Path, description = "the post")),
+    responses((status = 200, description = "the post; 404 once deleted", body = Post), super::NamedErrors),
+    security(("bearer" = []))
+)]
+pub async fn post(
+    State(app): State<AppState>,
+    AuthUser(me): AuthUser,
+    Path(post_id): Path<String>,
+) -> Result<ApiJson<Post>, ApiError> {
+    let id: PostId = post_id.parse().map_err(|_| ApiError::NotFound)?;
+    let cached = cached_post(&app, id).await?;
     let author_id: UserId = cached.author_id.parse().map_err(|_| ApiError::NotFound)?;
     let (author, liked) = futures::try_join!(profile(&app, author_id), likes(&app, id, me))?;
     Ok(ApiJson(Post {
@@ -93,7 +109,18 @@ async fn post(
 }
 
 /// Comments, oldest first. Comment ids are UUIDv7: `_id` order is creation order.
-async fn comments(
+#[utoipa::path(
+    get,
+    path = "/v1/posts/{post_id}/comments",
+    tag = "posts",
+    params(("post_id" = uuid::Uuid, Path, description = "the post"), super::PageParams),
+    responses(
+        (status = 200, description = "the post's comments, oldest first", body = Page<Comment>),
+        super::NamedListErrors
+    ),
+    security(("bearer" = []))
+)]
+pub async fn comments(
     State(app): State<AppState>,
     _me: AuthUser,
     Path(post_id): Path<String>,
@@ -134,7 +161,18 @@ enum Side {
     Following,
 }
 
-async fn followers(
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user_id}/followers",
+    tag = "users",
+    params(("user_id" = uuid::Uuid, Path, description = "the user"), super::PageParams),
+    responses(
+        (status = 200, description = "who follows the user, newest edge first", body = Page<UserRef>),
+        super::NamedListErrors
+    ),
+    security(("bearer" = []))
+)]
+pub async fn followers(
     State(app): State<AppState>,
     _me: AuthUser,
     Path(user_id): Path<String>,
@@ -143,7 +181,18 @@ async fn followers(
     edges(&app, &user_id, query, Side::Followers).await
 }
 
-async fn following(
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user_id}/following",
+    tag = "users",
+    params(("user_id" = uuid::Uuid, Path, description = "the user"), super::PageParams),
+    responses(
+        (status = 200, description = "whom the user follows, newest edge first", body = Page<UserRef>),
+        super::NamedListErrors
+    ),
+    security(("bearer" = []))
+)]
+pub async fn following(
     State(app): State<AppState>,
     _me: AuthUser,
     Path(user_id): Path<String>,

@@ -52,7 +52,15 @@ pub async fn user_doc(app: &AppState, user: UserId) -> Result<Document, ApiError
     Ok(d)
 }
 
-async fn get_user(
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user_id}",
+    tag = "users",
+    params(("user_id" = uuid::Uuid, Path, description = "the user")),
+    responses((status = 200, description = "the user's profile", body = Profile), super::NamedErrors),
+    security(("bearer" = []))
+)]
+pub async fn get_user(
     State(app): State<AppState>,
     _me: AuthUser,
     Path(user_id): Path<String>,
@@ -61,7 +69,15 @@ async fn get_user(
     profile(&app, user).await.map(ApiJson)
 }
 
-async fn by_handle(
+#[utoipa::path(
+    get,
+    path = "/v1/users/by-handle/{handle}",
+    tag = "users",
+    params(("handle" = String, Path, description = "the user's handle")),
+    responses((status = 200, description = "the user's profile", body = Profile), super::NamedErrors),
+    security(("bearer" = []))
+)]
+pub async fn by_handle(
     State(app): State<AppState>,
     _me: AuthUser,
     Path(handle): Path<String>,
@@ -74,7 +90,15 @@ async fn by_handle(
 
 /// Posts by a user, newest first. Post ids are UUIDv7, so `_id` order is creation order and
 /// a cursor is the last id seen.
-async fn posts(
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user_id}/posts",
+    tag = "users",
+    params(("user_id" = uuid::Uuid, Path, description = "the author"), super::PageParams),
+    responses((status = 200, description = "the user's posts, newest first", body = Page<Post>), super::NamedListErrors),
+    security(("bearer" = []))
+)]
+pub async fn posts(
     State(app): State<AppState>,
     AuthUser(me): AuthUser,
     Path(user_id): Path<String>,

@@ -19,6 +19,7 @@ mod read_notifications;
 mod read_posts;
 mod readiness;
 mod readmodels;
+mod rebuild;
 mod replay;
 mod fold;
 mod feed;
