@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod commands;
+mod feed;
+mod fold;
 mod games;
 mod heads;
 mod helpers;
@@ -21,6 +23,4 @@ mod readiness;
 mod readmodels;
 mod rebuild;
 mod replay;
-mod fold;
-mod feed;
 mod slice;
