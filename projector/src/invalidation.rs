@@ -26,6 +26,13 @@ pub fn affected(writes: &[Write]) -> Vec<CacheKey> {
                     keys.push(CacheKey::new(Kind::Unread, user));
                 }
             }
+            // A game's notification slot names its player when it opens (later moves do not:
+            // the worker looks those up, see `slots_to_resolve`).
+            Write::Versioned { coll: Coll::Notifications, set, .. } if set.contains_key("user_id") => {
+                if let Ok(user) = set.get_str("user_id") {
+                    keys.push(CacheKey::new(Kind::Unread, user));
+                }
+            }
             // An inbox is the user's read mark on their notifications.
             Write::Versioned { coll: Coll::Inboxes, id, .. } => keys.push(CacheKey::new(Kind::Unread, id)),
             Write::Versioned { coll: Coll::Feeds, set, .. } => {
@@ -44,6 +51,23 @@ pub fn affected(writes: &[Write]) -> Vec<CacheKey> {
     keys.sort();
     keys.dedup();
     keys
+}
+
+/// The game notification slots `writes` moved without naming their player: whose unread
+/// count they changed is found by looking the slot up.
+pub fn slots_to_resolve(writes: &[Write]) -> Vec<String> {
+    let mut ids: Vec<String> = writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::Versioned { coll: Coll::Notifications, id, set, .. } if !set.contains_key("user_id") => {
+                Some(id.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
 }
 
 #[cfg(test)]
@@ -102,5 +126,15 @@ mod tests {
             },
         ];
         assert_eq!(affected(&writes), vec![CacheKey::new(Kind::Unread, "u"), CacheKey::new(Kind::Post, "p")]);
+    }
+
+    #[test]
+    fn a_game_slot_that_names_its_player_retires_their_count_and_one_that_does_not_is_looked_up() {
+        let opened = Write::set(Coll::Notifications, "g|white", 1, doc! {"user_id": "w", "subject_id": "g"});
+        let moved = Write::set(Coll::Notifications, "g|black", 2, doc! {"kind": "game_move", "seq": "e"});
+        let again = Write::set(Coll::Notifications, "g|black", 4, doc! {"kind": "game_move", "seq": "f"});
+        let writes = [opened, moved, again];
+        assert_eq!(affected(&writes), vec![CacheKey::new(Kind::Unread, "w")]);
+        assert_eq!(slots_to_resolve(&writes), vec!["g|black".to_owned()]);
     }
 }

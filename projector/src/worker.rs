@@ -139,6 +139,7 @@ impl consumer::BatchHandler for Worker {
         }
         let mut stale = invalidation::affected(&writes);
         stale.extend(feed_heads);
+        stale.extend(self.slot_owners(&invalidation::slots_to_resolve(&writes)).await);
         self.invalidate(&stale).await;
         metrics::histogram!(names::BATCH_EVENTS).record(messages.len() as f64);
         let now = chrono::Utc::now();
@@ -176,6 +177,29 @@ impl Worker {
             tracing::warn!(error = %e, "cache invalidation failed; the cache epoch will be bumped");
             self.owe_epoch();
         }
+    }
+
+    /// The unread counts of the players whose game slots moved. A slot that cannot be read
+    /// now costs an epoch bump instead, so no count stays cached wrong.
+    async fn slot_owners(&self, slots: &[String]) -> Vec<agora_platform::cache::CacheKey> {
+        let coll = self.store.collection(readmodel::Coll::Notifications);
+        let mut keys = Vec::with_capacity(slots.len());
+        for slot in slots {
+            match coll.find_one(mongodb::bson::doc! {"_id": slot}).projection(mongodb::bson::doc! {"user_id": 1}).await
+            {
+                Ok(Some(d)) => {
+                    if let Ok(user) = d.get_str("user_id") {
+                        keys.push(agora_platform::cache::CacheKey::new(agora_platform::cache::Kind::Unread, user));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "looking up a game slot's player failed; the cache epoch will be bumped");
+                    self.owe_epoch();
+                }
+            }
+        }
+        keys
     }
 
     fn owe_epoch(&self) {

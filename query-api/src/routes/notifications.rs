@@ -8,10 +8,12 @@
 
 use super::users::user_refs;
 use super::{find_page, params, store_error};
+use crate::cache::read_through;
 use crate::cursor;
 use crate::startup::AppState;
 use crate::views::{self, Page, UserRef};
 use agora_platform::auth::AuthUser;
+use agora_platform::cache::{CacheKey, Kind};
 use agora_platform::http::{ApiError, ApiJson};
 use agora_projector::readmodel::Coll;
 use agora_projector::readmodel::notifications::{partial_marks, read_mark};
@@ -168,12 +170,15 @@ pub async fn unread_count(
     State(app): State<AppState>,
     AuthUser(me): AuthUser,
 ) -> Result<ApiJson<UnreadCount>, ApiError> {
-    let mark = mark_of(&app, me).await?.unwrap_or_default();
-    let count = app
-        .coll(Coll::Notifications)
-        .count_documents(doc! {"user_id": me.to_string(), "seq": {"$gt": mark}})
-        .await
-        .map_err(store_error)?;
+    // Cached: every notification written, every game slot moved and every read mark retires it.
+    let count = read_through(&app, CacheKey::new(Kind::Unread, me.to_string()), || async {
+        let mark = mark_of(&app, me).await?.unwrap_or_default();
+        app.coll(Coll::Notifications)
+            .count_documents(doc! {"user_id": me.to_string(), "seq": {"$gt": mark}})
+            .await
+            .map_err(store_error)
+    })
+    .await?;
     Ok(ApiJson(UnreadCount { count }))
 }
 

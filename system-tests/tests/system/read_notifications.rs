@@ -188,3 +188,41 @@ async fn notification_queries_refuse_bad_parameters_and_anonymous_callers() {
     }
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_cached_unread_count_follows_new_notifications_game_moves_and_read_marks() {
+    // A TTL far beyond the test: only invalidation can make a count change.
+    let app =
+        crate::helpers::TestApp::spawn_with(crate::helpers::Stack::local(), &[("AGORA_CACHE_TTL_UNREAD_SECS", "600")])
+            .await;
+    let (white, black) = (app.user("white").await, app.user("black").await);
+    let challenge =
+        command(&app, &white, Method::POST, "/v1/games", Some(json!({"opponent_id": black.id, "color": "white"})))
+            .await;
+    let game = id(&challenge, "game_id");
+    assert_eq!(unread_count(&app, &black, &[&token(&challenge)]).await, 1, "the challenge");
+    // Cached now; a consistency token alone does not bypass the cache, so each answer below
+    // is the cache's unless the projector retired it.
+    let accept = command(&app, &black, Method::POST, &format!("/v1/games/{game}/accept"), None).await;
+    assert_eq!(unread_count(&app, &black, &[&token(&accept)]).await, 1, "accepting notifies nobody");
+    let mv =
+        command(&app, &white, Method::POST, &format!("/v1/games/{game}/moves"), Some(json!({"uci": "e2e4", "ply": 0})))
+            .await;
+    assert_eq!(unread_count(&app, &black, &[&token(&mv)]).await, 2, "white's move is news for black");
+    let follow = command(&app, &white, Method::PUT, &format!("/v1/follows/{}", black.id), None).await;
+    assert_eq!(unread_count(&app, &black, &[&token(&follow)]).await, 3, "a follow");
+    let read = command(&app, &black, Method::POST, "/v1/notifications/read", Some(json!({}))).await;
+    assert_eq!(unread_count(&app, &black, &[&token(&read)]).await, 0, "read all");
+    let reply =
+        command(&app, &black, Method::POST, &format!("/v1/games/{game}/moves"), Some(json!({"uci": "e7e5", "ply": 1})))
+            .await;
+    let again =
+        command(&app, &white, Method::POST, &format!("/v1/games/{game}/moves"), Some(json!({"uci": "g1f3", "ply": 2})))
+            .await;
+    assert_eq!(
+        unread_count(&app, &black, &[&token(&reply), &token(&again)]).await,
+        1,
+        "the slot moved on: unread again"
+    );
+    app.shutdown().await;
+}
