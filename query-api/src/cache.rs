@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::time::Duration;
 
-/// TTLs per kind (`AGORA_CACHE_TTL_<KIND>_SECS`).
+/// TTLs per kind (`AGORA_CACHE_TTL_<KIND>_SECS`); 0 does not cache that kind.
 #[derive(Debug, Clone, Copy)]
 pub struct Ttls {
     pub profile: Duration,
@@ -39,6 +39,10 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, ApiError>>,
 {
+    // A TTL of 0 turns the kind's cache off.
+    if app.cache_ttls.of(key.kind).is_zero() {
+        return load().await;
+    }
     let stamp = match app.cache.get(&key).await {
         Lookup::Hit(text) => match serde_json::from_str(&text) {
             Ok(value) => return Ok(value),

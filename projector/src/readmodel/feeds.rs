@@ -16,9 +16,10 @@
 //! followee's posts), so they run after the batch's own writes are durable: a post and a
 //! follow projected at the same time on different partitions each write their own document
 //! first and then read the other's, so at least one of them sees the other and the entry is
-//! never missed. An entry can still outlive an unfollow that raced its delivery; the query
-//! API checks the follow of every author it serves, so such an entry is never shown, and
-//! trimming sweeps it out.
+//! never missed. The same argument keeps an unfollow from leaving an entry behind: it writes
+//! its edge and then deletes the pair's entries, while a delivery inserts and then reads the
+//! edges again, taking back the entries of readers who are gone. A post deleted while a
+//! follow copies it in can leave an entry; the query API serves live posts only.
 
 use super::{Coll, Store, Write, index};
 use agora_platform::cache::{CacheKey, Kind};
@@ -96,87 +97,156 @@ pub fn trims(reader: &str, post: &str) -> bool {
     h.is_multiple_of(TRIM_EVERY)
 }
 
-/// Runs `tasks` in order; returns the feed heads they changed.
+/// How many reads a batch's feed tasks have in flight at once.
+const CONCURRENCY: usize = 16;
+
+type BoxedPlan<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Planned, mongodb::error::Error>> + Send + 'a>>;
+
+/// What delivering or backfilling one task writes.
+#[derive(Default)]
+struct Planned {
+    entries: Vec<Write>,
+    /// Followers a post went to: re-checked once the entries are written.
+    delivered: Option<(String, String, Vec<String>)>,
+    trim: Vec<String>,
+    touched: Vec<String>,
+}
+
+/// Runs `tasks`; returns the feed heads they changed. Deliveries and backfills have no order
+/// among themselves (their entries are distinct inserts), so their reads run concurrently;
+/// a retraction or a drop waits for everything before it.
 pub async fn apply(
     store: &Store,
     settings: FeedSettings,
     tasks: &[Task],
 ) -> Result<Vec<CacheKey>, mongodb::error::Error> {
+    use futures::StreamExt;
     let db = store.db();
-    let mut pending: Vec<Write> = Vec::new();
     let mut touched = BTreeSet::new();
     let mut to_trim = BTreeSet::new();
-    for t in tasks {
-        match t {
-            Task::Deliver { post, author } => {
-                let readers = if followers(db, author).await? >= settings.fanout_threshold as i64 {
-                    store.apply(vec![Write::Once { coll: Coll::PullAuthors, doc: doc! {"_id": author} }]).await?;
-                    vec![author.clone()]
-                } else {
-                    let mut readers = active_followers(db, author).await?;
-                    readers.push(author.clone());
-                    readers
-                };
-                for reader in readers {
-                    if trims(&reader, post) {
-                        to_trim.insert(reader.clone());
-                    }
-                    pending.push(entry(&reader, post, author));
-                    touched.insert(reader);
-                }
-            }
-            Task::Backfill { follower, followee } => {
-                let pulled = db
-                    .collection::<Document>(Coll::PullAuthors.name())
-                    .find_one(doc! {"_id": followee})
-                    .await?
-                    .is_some();
-                if pulled {
-                    continue;
-                }
-                let options = FindOptions::builder()
-                    .sort(doc! {"_id": -1})
-                    .limit(settings.backfill())
-                    .projection(doc! {"_id": 1})
-                    .build();
-                let posts: Vec<Document> = db
-                    .collection::<Document>(Coll::Posts.name())
-                    .find(doc! {"author_id": followee, "deleted": false})
-                    .with_options(options)
-                    .await?
-                    .try_collect()
-                    .await?;
-                for p in posts {
-                    if let Ok(post) = p.get_str("_id") {
-                        pending.push(entry(follower, post, followee));
-                    }
-                }
-                to_trim.insert(follower.clone());
-                touched.insert(follower.clone());
-            }
-            Task::Retract { post } => {
-                // Deletions wait for the inserts before them, so order within the batch holds.
-                store.apply(std::mem::take(&mut pending)).await?;
+    for segment in tasks.split_inclusive(|t| matches!(t, Task::Retract { .. } | Task::Drop { .. })) {
+        let (adds, barrier) = match segment.split_last() {
+            Some((last @ (Task::Retract { .. } | Task::Drop { .. }), rest)) => (rest, Some(last)),
+            _ => (segment, None),
+        };
+        // Boxed futures from a plain loop: a stream over a borrowing closure is not `Send`
+        // enough for the worker's future (rust-lang/rust#102211).
+        let mut plans: Vec<BoxedPlan<'_>> = Vec::with_capacity(adds.len());
+        for t in adds {
+            plans.push(Box::pin(plan_add(store, settings, t)));
+        }
+        let planned: Vec<Result<Planned, mongodb::error::Error>> =
+            futures::stream::iter(plans).buffered(CONCURRENCY).collect().await;
+        let mut entries = Vec::new();
+        let mut delivered = Vec::new();
+        for p in planned {
+            let p = p?;
+            entries.extend(p.entries);
+            delivered.extend(p.delivered);
+            to_trim.extend(p.trim);
+            touched.extend(p.touched);
+        }
+        store.apply(entries).await?;
+        // An unfollow projected between a delivery's read of the followers and its insert
+        // would leave an entry behind: the unfollow writes its edge, then deletes entries; a
+        // delivery inserts, then reads the edges again and takes back what it finds gone.
+        let checks: Vec<_> =
+            delivered.iter().map(|(post, author, readers)| retract_unfollowed(db, post, author, readers)).collect();
+        let rechecked: Vec<Result<(), mongodb::error::Error>> =
+            futures::stream::iter(checks).buffer_unordered(CONCURRENCY).collect().await;
+        rechecked.into_iter().collect::<Result<Vec<()>, _>>()?;
+        match barrier {
+            Some(Task::Retract { post }) => {
                 let feeds = db.collection::<Document>(Coll::Feeds.name());
                 let readers: Vec<Document> =
                     feeds.find(doc! {"post_id": post}).projection(doc! {"user_id": 1}).await?.try_collect().await?;
                 touched.extend(readers.iter().filter_map(|d| d.get_str("user_id").ok().map(str::to_owned)));
                 feeds.delete_many(doc! {"post_id": post}).await?;
             }
-            Task::Drop { follower, followee } => {
-                store.apply(std::mem::take(&mut pending)).await?;
+            Some(Task::Drop { follower, followee }) => {
                 db.collection::<Document>(Coll::Feeds.name())
                     .delete_many(doc! {"user_id": follower, "author_id": followee})
                     .await?;
                 touched.insert(follower.clone());
             }
+            _ => {}
         }
     }
-    store.apply(pending).await?;
-    for reader in &to_trim {
-        trim(db, reader, settings.cap).await?;
-    }
+    let trims: Vec<_> = to_trim.iter().map(|reader| trim(db, reader, settings.cap)).collect();
+    let trimmed: Vec<Result<(), mongodb::error::Error>> =
+        futures::stream::iter(trims).buffer_unordered(CONCURRENCY).collect().await;
+    trimmed.into_iter().collect::<Result<Vec<()>, _>>()?;
     Ok(touched.into_iter().map(|u| CacheKey::new(Kind::Feed, u)).collect())
+}
+
+/// The entries a delivery or a backfill writes (nothing for the other tasks).
+async fn plan_add(store: &Store, settings: FeedSettings, task: &Task) -> Result<Planned, mongodb::error::Error> {
+    let db = store.db();
+    let mut out = Planned::default();
+    match task {
+        Task::Deliver { post, author } => {
+            let readers = if followers(db, author).await? >= settings.fanout_threshold as i64 {
+                store.apply(vec![Write::Once { coll: Coll::PullAuthors, doc: doc! {"_id": author} }]).await?;
+                Vec::new()
+            } else {
+                active_followers(db, author).await?
+            };
+            for reader in readers.iter().chain([author]) {
+                if trims(reader, post) {
+                    out.trim.push(reader.clone());
+                }
+                out.entries.push(entry(reader, post, author));
+                out.touched.push(reader.clone());
+            }
+            if !readers.is_empty() {
+                out.delivered = Some((post.clone(), author.clone(), readers));
+            }
+        }
+        Task::Backfill { follower, followee } => {
+            let pulled =
+                db.collection::<Document>(Coll::PullAuthors.name()).find_one(doc! {"_id": followee}).await?.is_some();
+            if pulled {
+                return Ok(out);
+            }
+            let options = FindOptions::builder()
+                .sort(doc! {"_id": -1})
+                .limit(settings.backfill())
+                .projection(doc! {"_id": 1})
+                .build();
+            let posts: Vec<Document> = db
+                .collection::<Document>(Coll::Posts.name())
+                .find(doc! {"author_id": followee, "deleted": false})
+                .with_options(options)
+                .await?
+                .try_collect()
+                .await?;
+            for p in posts {
+                if let Ok(post) = p.get_str("_id") {
+                    out.entries.push(entry(follower, post, followee));
+                }
+            }
+            out.trim.push(follower.clone());
+            out.touched.push(follower.clone());
+        }
+        Task::Retract { .. } | Task::Drop { .. } => {}
+    }
+    Ok(out)
+}
+
+/// Deletes the entries of `post` delivered to readers who no longer follow its author.
+async fn retract_unfollowed(
+    db: &Database,
+    post: &str,
+    author: &str,
+    readers: &[String],
+) -> Result<(), mongodb::error::Error> {
+    let now: BTreeSet<String> = active_followers(db, author).await?.into_iter().collect();
+    let gone: Vec<String> = readers.iter().filter(|r| !now.contains(*r)).map(|r| entry_id(r, post)).collect();
+    for id in gone {
+        db.collection::<Document>(Coll::Feeds.name()).delete_one(doc! {"_id": id}).await?;
+    }
+    Ok(())
 }
 
 /// The author's followers, summed from their counter shards.

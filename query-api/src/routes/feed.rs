@@ -6,9 +6,9 @@
 //! - the live posts of the reader's followees in `pull_authors`, whose posts are not fanned
 //!   out because they have too many followers.
 //!
-//! Every item is checked before it is served: the post is live and its author is the reader
-//! or someone the reader follows now, so an entry that outlived a deletion or an unfollow in
-//! the projector's races is never shown.
+//! Every item's post is checked to be live before it is served, so an entry that outlived a
+//! deletion in the projector's races is never shown (an unfollow cannot leave one behind: see
+//! `agora_projector::readmodel::feeds`).
 
 use super::posts::{CachedPost, cached_post};
 use super::users::{likes, user_refs};
@@ -64,10 +64,6 @@ pub async fn feed(
     let (limit, after) = paging(&params(query)?)?;
     let reader = me.to_string();
     let pulled = followed_pull_authors(&app, me).await?;
-    let mut follows: HashMap<String, bool> = HashMap::from([(reader.clone(), true)]);
-    for a in &pulled {
-        follows.insert(a.clone(), true);
-    }
     let want = limit as usize + 1;
     let mut served: Vec<CachedPost> = Vec::with_capacity(want);
     let mut scan_after = after.clone();
@@ -86,9 +82,7 @@ pub async fn feed(
         let pull = pulled_posts(&app, &pulled, scan_after.as_deref(), n as i64).await?;
         let merged = merge_newest(push, pull, n);
         exhausted = merged.len() < n;
-        check_follows(&app, me, &mut follows, &merged).await?;
-        let checked: Vec<&Candidate> = merged.iter().filter(|(_, author)| follows.get(author) == Some(&true)).collect();
-        let posts = futures::future::join_all(checked.iter().map(|(post, _)| live(&app, post))).await;
+        let posts = futures::future::join_all(merged.iter().map(|(post, _)| live(&app, post))).await;
         for post in posts {
             if let Some(p) = post? {
                 served.push(p);
@@ -194,25 +188,6 @@ async fn pulled_posts(
     }))
     .await?;
     Ok(lists.into_iter().fold(Vec::new(), |acc, list| merge_newest(acc, list, n as usize)))
-}
-
-/// Records, for every author of `candidates` not yet known, whether `me` follows them now.
-async fn check_follows(
-    app: &AppState,
-    me: UserId,
-    known: &mut HashMap<String, bool>,
-    candidates: &[Candidate],
-) -> Result<(), ApiError> {
-    let unknown: HashSet<&String> = candidates.iter().map(|(_, a)| a).filter(|a| !known.contains_key(*a)).collect();
-    let found = futures::future::try_join_all(unknown.into_iter().map(|author| async move {
-        let Ok(id) = author.parse::<UserId>() else { return Ok((author.clone(), false)) };
-        let edge = FollowId::of(me, id).to_string();
-        let active = app.coll(Coll::Follows).find_one(doc! {"_id": edge, "active": true}).await.map_err(store_error)?;
-        Ok::<_, ApiError>((author.clone(), active.is_some()))
-    }))
-    .await?;
-    known.extend(found);
-    Ok(())
 }
 
 /// The pull authors `me` follows.
