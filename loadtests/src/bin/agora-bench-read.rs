@@ -447,10 +447,13 @@ async fn main() -> anyhow::Result<()> {
         },
         "store": { "bulk_insert_docs_per_sec": bulk_per_sec, "batched_to_bulk_ratio": batched_per_sec / bulk_per_sec },
         "feed_reads": { "readers": tokens.len(), "concurrency": a.concurrency, "cached": cached, "uncached": uncached },
-        "databases": [batched_db, format!("{prefix}_single")],
         "topic_prefix": prefix,
     });
     println!("{}", serde_json::to_string_pretty(&result)?);
+    let client = mongodb::Client::with_uri_str(&a.mongo).await?;
+    for db in [batched_db, format!("{prefix}_single")] {
+        client.database(&db).drop().await?;
+    }
     Ok(())
 }
 

@@ -1120,3 +1120,81 @@ async fn two_projectors_in_one_group_one_leaving_mid_stream_end_like_a_single_pr
     rebuild_db.drop().await.unwrap();
     app.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Read-your-writes through the cache, and a paused projector
+
+/// `GET <base><path>` with `X-Consistency-Token`: (status, `X-Consistency`, body, time taken).
+async fn consistent_get(
+    app: &TestApp,
+    base: &str,
+    path: &str,
+    user: &User,
+    token: &str,
+) -> (u16, Option<String>, Value, Duration) {
+    let started = Instant::now();
+    let res = app
+        .http
+        .get(format!("{base}{path}"))
+        .bearer_auth(&user.token)
+        .header("X-Consistency-Token", token)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let state = res.headers().get("x-consistency").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    (status, state, res.json().await.unwrap(), started.elapsed())
+}
+
+#[tokio::test]
+async fn a_profile_change_is_never_served_stale_and_a_paused_projector_answers_stale_after_the_wait() {
+    let app = TestApp::spawn().await;
+    // A projector process of its own (SIGSTOP needs a process) and a query-api reading only
+    // what it projects, with the same Redis prefix, so its invalidations are the ones that count.
+    let env = projector_env(&app, "paused");
+    let mut query_env = env.clone();
+    query_env.set("AGORA_CONSISTENCY_WAIT_MS", "1500");
+    let query =
+        agora_query_api::Application::build(agora_query_api::QueryConfig::from_env(&query_env).unwrap()).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", query.port());
+    let (stop, mut stopped) = watch::channel(false);
+    let server = tokio::spawn(async move {
+        query
+            .run(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+            .unwrap()
+    });
+    let log = std::env::temp_dir().join(format!("{}-paused-projector.log", app.prefix));
+    let mut projector = ProjectorProcess::spawn(&projector_binary(), &env, &log, 1);
+    projector.assigned(Duration::from_secs(60), &log).await;
+
+    let ann = app.user("ann").await;
+    let path = format!("/v1/users/{}", ann.id);
+    for name in ["One", "Two", "Three"] {
+        let change = assert_accepted(&app.patch_json("/v1/me", &ann.token, &json!({"display_name": name})).await);
+        // Asked twice: the first answer is cached, and must not outlive the next change.
+        for _ in 0..2 {
+            let (status, state, body, _) = consistent_get(&app, &base, &path, &ann, &change.consistency_token).await;
+            assert_eq!((status, state.as_deref(), body["display_name"].as_str()), (200, None, Some(name)), "{body}");
+        }
+    }
+
+    let pid = projector.child.id().to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let change = assert_accepted(&app.patch_json("/v1/me", &ann.token, &json!({"display_name": "Four"})).await);
+    let (status, state, body, took) = consistent_get(&app, &base, &path, &ann, &change.consistency_token).await;
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    assert_eq!((status, state.as_deref()), (200, Some("stale")), "{body}");
+    assert_eq!(body["display_name"], "Three", "the answer the read model had: {body}");
+    assert!(took >= Duration::from_millis(1400), "answered after {took:?}, before the 1.5 s wait");
+    // Resumed, the same token reads the change.
+    let (status, state, body, _) = consistent_get(&app, &base, &path, &ann, &change.consistency_token).await;
+    assert_eq!((status, state.as_deref(), body["display_name"].as_str()), (200, None, Some("Four")), "{body}");
+
+    projector.kill();
+    let _ = stop.send(true);
+    server.await.unwrap();
+    app.shutdown().await;
+}
