@@ -9,7 +9,7 @@
 //!   feeds at read time.
 //! - `post.deleted` removes the post's entries; `follow.created` copies the followee's newest
 //!   posts in; `follow.removed` takes them out.
-//! - Each reader keeps at most `cap` entries: about one delivery in [`TRIM_EVERY`] to a
+//! - Each reader keeps about `cap` entries: about one delivery in [`TRIM_EVERY`] to a
 //!   reader (chosen by the pair, so a replay trims at the same deliveries) cuts the rest.
 //!
 //! Unlike the other read models, these writes need reads (an author's followers, a
@@ -32,7 +32,7 @@ use mongodb::options::FindOptions;
 use std::collections::BTreeSet;
 
 /// About one delivery to a reader in this many trims the reader's feed to the cap.
-pub const TRIM_EVERY: u64 = 16;
+pub const TRIM_EVERY: u64 = 64;
 
 /// How feeds are built (`AGORA_FEED_FANOUT_THRESHOLD`, `AGORA_FEED_CAP`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,8 +107,8 @@ type BoxedPlan<'a> =
 #[derive(Default)]
 struct Planned {
     entries: Vec<Write>,
-    /// Followers a post went to: re-checked once the entries are written.
-    delivered: Option<(String, String, Vec<String>)>,
+    /// (author, posts, followers they went to): re-checked once the entries are written.
+    delivered: Option<(String, Vec<String>, Vec<String>)>,
     trim: Vec<String>,
     touched: Vec<String>,
 }
@@ -132,9 +132,17 @@ pub async fn apply(
         };
         // Boxed futures from a plain loop: a stream over a borrowing closure is not `Send`
         // enough for the worker's future (rust-lang/rust#102211).
+        // One read of an author's followers serves all of the author's posts in the segment.
+        let mut by_author: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
         let mut plans: Vec<BoxedPlan<'_>> = Vec::with_capacity(adds.len());
         for t in adds {
-            plans.push(Box::pin(plan_add(store, settings, t)));
+            match t {
+                Task::Deliver { post, author } => by_author.entry(author.as_str()).or_default().push(post.as_str()),
+                other => plans.push(Box::pin(plan_backfill(store, settings, other))),
+            }
+        }
+        for (author, posts) in by_author {
+            plans.push(Box::pin(plan_deliveries(store, settings, author, posts)));
         }
         let planned: Vec<Result<Planned, mongodb::error::Error>> =
             futures::stream::iter(plans).buffered(CONCURRENCY).collect().await;
@@ -152,7 +160,7 @@ pub async fn apply(
         // would leave an entry behind: the unfollow writes its edge, then deletes entries; a
         // delivery inserts, then reads the edges again and takes back what it finds gone.
         let checks: Vec<_> =
-            delivered.iter().map(|(post, author, readers)| retract_unfollowed(db, post, author, readers)).collect();
+            delivered.iter().map(|(author, posts, readers)| retract_unfollowed(db, author, posts, readers)).collect();
         let rechecked: Vec<Result<(), mongodb::error::Error>> =
             futures::stream::iter(checks).buffer_unordered(CONCURRENCY).collect().await;
         rechecked.into_iter().collect::<Result<Vec<()>, _>>()?;
@@ -180,71 +188,78 @@ pub async fn apply(
     Ok(touched.into_iter().map(|u| CacheKey::new(Kind::Feed, u)).collect())
 }
 
-/// The entries a delivery or a backfill writes (nothing for the other tasks).
-async fn plan_add(store: &Store, settings: FeedSettings, task: &Task) -> Result<Planned, mongodb::error::Error> {
+/// The entries of `author`'s new `posts`: one for the author and one per follower, unless
+/// the author has too many followers to fan out.
+async fn plan_deliveries(
+    store: &Store,
+    settings: FeedSettings,
+    author: &str,
+    posts: Vec<&str>,
+) -> Result<Planned, mongodb::error::Error> {
     let db = store.db();
     let mut out = Planned::default();
-    match task {
-        Task::Deliver { post, author } => {
-            let readers = if followers(db, author).await? >= settings.fanout_threshold as i64 {
-                store.apply(vec![Write::Once { coll: Coll::PullAuthors, doc: doc! {"_id": author} }]).await?;
-                Vec::new()
-            } else {
-                active_followers(db, author).await?
-            };
-            for reader in readers.iter().chain([author]) {
-                if trims(reader, post) {
-                    out.trim.push(reader.clone());
-                }
-                out.entries.push(entry(reader, post, author));
-                out.touched.push(reader.clone());
+    let readers = if followers(db, author).await? >= settings.fanout_threshold as i64 {
+        store.apply(vec![Write::Once { coll: Coll::PullAuthors, doc: doc! {"_id": author} }]).await?;
+        Vec::new()
+    } else {
+        active_followers(db, author).await?
+    };
+    let author_owned = author.to_owned();
+    for reader in readers.iter().chain([&author_owned]) {
+        for post in &posts {
+            if trims(reader, post) {
+                out.trim.push(reader.clone());
             }
-            if !readers.is_empty() {
-                out.delivered = Some((post.clone(), author.clone(), readers));
-            }
+            out.entries.push(entry(reader, post, author));
         }
-        Task::Backfill { follower, followee } => {
-            let pulled =
-                db.collection::<Document>(Coll::PullAuthors.name()).find_one(doc! {"_id": followee}).await?.is_some();
-            if pulled {
-                return Ok(out);
-            }
-            let options = FindOptions::builder()
-                .sort(doc! {"_id": -1})
-                .limit(settings.backfill())
-                .projection(doc! {"_id": 1})
-                .build();
-            let posts: Vec<Document> = db
-                .collection::<Document>(Coll::Posts.name())
-                .find(doc! {"author_id": followee, "deleted": false})
-                .with_options(options)
-                .await?
-                .try_collect()
-                .await?;
-            for p in posts {
-                if let Ok(post) = p.get_str("_id") {
-                    out.entries.push(entry(follower, post, followee));
-                }
-            }
-            out.trim.push(follower.clone());
-            out.touched.push(follower.clone());
-        }
-        Task::Retract { .. } | Task::Drop { .. } => {}
+        out.touched.push(reader.clone());
+    }
+    if !readers.is_empty() {
+        out.delivered = Some((author_owned, posts.iter().map(|p| (*p).to_owned()).collect(), readers));
     }
     Ok(out)
 }
 
-/// Deletes the entries of `post` delivered to readers who no longer follow its author.
+/// The entries a follow copies in (nothing for the other tasks).
+async fn plan_backfill(store: &Store, settings: FeedSettings, task: &Task) -> Result<Planned, mongodb::error::Error> {
+    let db = store.db();
+    let mut out = Planned::default();
+    let Task::Backfill { follower, followee } = task else { return Ok(out) };
+    let pulled = db.collection::<Document>(Coll::PullAuthors.name()).find_one(doc! {"_id": followee}).await?.is_some();
+    if pulled {
+        return Ok(out);
+    }
+    let options =
+        FindOptions::builder().sort(doc! {"_id": -1}).limit(settings.backfill()).projection(doc! {"_id": 1}).build();
+    let posts: Vec<Document> = db
+        .collection::<Document>(Coll::Posts.name())
+        .find(doc! {"author_id": followee, "deleted": false})
+        .with_options(options)
+        .await?
+        .try_collect()
+        .await?;
+    for p in posts {
+        if let Ok(post) = p.get_str("_id") {
+            out.entries.push(entry(follower, post, followee));
+        }
+    }
+    out.trim.push(follower.clone());
+    out.touched.push(follower.clone());
+    Ok(out)
+}
+
+/// Deletes the entries of `posts` delivered to readers who no longer follow their author.
 async fn retract_unfollowed(
     db: &Database,
-    post: &str,
     author: &str,
+    posts: &[String],
     readers: &[String],
 ) -> Result<(), mongodb::error::Error> {
     let now: BTreeSet<String> = active_followers(db, author).await?.into_iter().collect();
-    let gone: Vec<String> = readers.iter().filter(|r| !now.contains(*r)).map(|r| entry_id(r, post)).collect();
-    for id in gone {
-        db.collection::<Document>(Coll::Feeds.name()).delete_one(doc! {"_id": id}).await?;
+    for reader in readers.iter().filter(|r| !now.contains(*r)) {
+        for post in posts {
+            db.collection::<Document>(Coll::Feeds.name()).delete_one(doc! {"_id": entry_id(reader, post)}).await?;
+        }
     }
     Ok(())
 }

@@ -143,6 +143,42 @@ impl Write {
 
     /// The guarded `update` statement of a versioned or shard write (no upsert: the seed
     /// exists); `None` for an insert. A stale write matches nothing, which is no error.
+    fn doc_id(&self) -> Option<String> {
+        match self {
+            Write::Versioned { id, .. } | Write::Shard { id, .. } => Some(id.clone()),
+            Write::Once { .. } => None,
+        }
+    }
+
+    /// The whole document this write makes when its document does not exist yet; `None`
+    /// when a field is a dotted path (an insert cannot name one).
+    fn created(&self) -> Option<Document> {
+        let (mut d, fields) = match self {
+            Write::Versioned { id, version, set, inc, .. } => {
+                (doc! {"_id": id, "v": *version as i64}, set.iter().chain(inc.iter()).collect::<Vec<_>>())
+            }
+            Write::Shard { id, owner, offset, inc, .. } => {
+                (doc! {"_id": id, "w": *offset, "owner_id": owner}, inc.iter().collect::<Vec<_>>())
+            }
+            Write::Once { .. } => return None,
+        };
+        // Anything the update would refuse (a conflict, a `$inc` of a non-number) or an insert
+        // cannot say goes the update's way, so both paths fail or succeed alike.
+        let numeric = |v: &Bson| matches!(v, Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_));
+        if let Write::Versioned { inc, .. } | Write::Shard { inc, .. } = self
+            && !inc.values().all(numeric)
+        {
+            return None;
+        }
+        for (k, v) in fields {
+            if k.contains('.') || k.starts_with('$') || d.contains_key(k) {
+                return None;
+            }
+            d.insert(k.clone(), v.clone());
+        }
+        Some(d)
+    }
+
     fn update_statement(&self) -> Option<Document> {
         match self {
             Write::Versioned { id, version, set, inc, .. } => {
@@ -270,16 +306,78 @@ impl Store {
     /// relies on a failing upsert: FerretDB v1 reports every update error at index 0 and stops
     /// even an unordered update at the first one, so errors are kept for real failures.
     async fn update_in_order(&self, coll: Coll, chunk: &[Write]) -> Result<(), mongodb::error::Error> {
+        // The first write of each document goes in as an insert of the document it makes
+        // (most writes create their document: a follow, a like, a post); a duplicate key means
+        // the document exists, and that write goes on to the guarded update like the rest.
+        // Inserts cost FerretDB a fraction of a guarded update, and one command holds 500.
         let mut seen = std::collections::HashSet::new();
-        let seeds: Vec<Bson> = chunk
+        let mut firsts: Vec<(usize, Document)> = Vec::new();
+        for (i, w) in chunk.iter().enumerate() {
+            let Some(id) = w.doc_id() else { continue };
+            if seen.insert(id) {
+                firsts.push((i, w.created().or_else(|| w.seed()).unwrap_or_default()));
+            }
+        }
+        let docs: Vec<Bson> = firsts.iter().map(|(_, d)| Bson::Document(d.clone())).collect();
+        let reply = self.db.run_command(doc! {"insert": coll.name(), "documents": docs, "ordered": false}).await?;
+        let duplicates = duplicate_indices(&reply, coll)?;
+        // Writes done by their insert: the first of a document whose whole write was inserted.
+        let done: std::collections::HashSet<usize> = firsts
             .iter()
-            .filter_map(Write::seed)
-            .filter(|d| seen.insert(d.get_str("_id").map(str::to_owned).unwrap_or_default()))
-            .map(Bson::Document)
+            .enumerate()
+            .filter(|(k, (i, _))| !duplicates.contains(k) && chunk[*i].created().is_some())
+            .map(|(_, (i, _))| *i)
             .collect();
-        let reply = self.db.run_command(doc! {"insert": coll.name(), "documents": seeds, "ordered": false}).await?;
-        check_write_errors(&reply, coll)?;
-        let updates: Vec<Bson> = chunk.iter().filter_map(Write::update_statement).map(Bson::Document).collect();
+        let remaining: Vec<&Write> =
+            chunk.iter().enumerate().filter(|(i, _)| !done.contains(i)).map(|(_, w)| w).collect();
+        if remaining.iter().all(|w| matches!(w, Write::Shard { .. })) {
+            return self.update_shards(coll, &remaining).await;
+        }
+        let updates: Vec<Bson> = remaining.iter().filter_map(|w| w.update_statement()).map(Bson::Document).collect();
+        self.send_updates(coll, &updates).await
+    }
+
+    /// A shard's writes of one chunk as one statement: its counts summed, guarded by the first
+    /// offset. A shard that a crash left part-way through these offsets matches nothing; the
+    /// reply's `n` tells, and then its writes go one by one (the applied ones match nothing).
+    async fn update_shards(&self, coll: Coll, writes: &[&Write]) -> Result<(), mongodb::error::Error> {
+        let mut order: Vec<&str> = Vec::new();
+        let mut by_shard: std::collections::HashMap<&str, Vec<&Write>> = std::collections::HashMap::new();
+        for w in writes {
+            if let Write::Shard { id, .. } = w {
+                by_shard.entry(id.as_str()).or_insert_with(|| {
+                    order.push(id.as_str());
+                    Vec::new()
+                });
+                if let Some(list) = by_shard.get_mut(id.as_str()) {
+                    list.push(w);
+                }
+            }
+        }
+        for ids in order.chunks(UPDATE_CHUNK) {
+            let statements: Vec<Bson> = ids
+                .iter()
+                .filter_map(|id| combined_shard_statement(id, by_shard.get(id)?))
+                .map(Bson::Document)
+                .collect();
+            let reply =
+                self.db.run_command(doc! {"update": coll.name(), "updates": &statements, "ordered": true}).await?;
+            check_write_errors(&reply, coll)?;
+            let matched = reply.get_i32("n").map(i64::from).or_else(|_| reply.get_i64("n")).unwrap_or(-1);
+            if matched != ids.len() as i64 {
+                let one_by_one: Vec<Bson> = ids
+                    .iter()
+                    .flat_map(|id| by_shard.get(id).cloned().unwrap_or_default())
+                    .filter_map(Write::update_statement)
+                    .map(Bson::Document)
+                    .collect();
+                self.send_updates(coll, &one_by_one).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_updates(&self, coll: Coll, updates: &[Bson]) -> Result<(), mongodb::error::Error> {
         for part in updates.chunks(UPDATE_CHUNK) {
             let reply = self.db.run_command(doc! {"update": coll.name(), "updates": part, "ordered": true}).await?;
             if check_write_errors(&reply, coll)?.is_some() {
@@ -296,6 +394,57 @@ impl Store {
 /// `Ok(None)` when the command wrote everything, `Ok(Some(i))` when statement `i` (relative to
 /// the command) hit a duplicate key (the first such for an ordered command), and an error for
 /// any other write error.
+/// One guarded statement for a shard's `writes` (in offset order): counts summed, `w` set
+/// to the last offset.
+fn combined_shard_statement(id: &str, writes: &[&Write]) -> Option<Document> {
+    let mut first = None;
+    let mut last = 0;
+    let mut inc = Document::new();
+    for w in writes {
+        let Write::Shard { offset, inc: add, .. } = w else { return None };
+        first.get_or_insert(*offset);
+        last = *offset;
+        for (k, v) in add {
+            let sum = match (inc.get(k), v) {
+                (None, v) => v.clone(),
+                (Some(Bson::Int32(a)), Bson::Int32(b)) => Bson::Int32(a + b),
+                (Some(a), b) => Bson::Int64(as_i64(a)? + as_i64(b)?),
+            };
+            inc.insert(k.clone(), sum);
+        }
+    }
+    Some(doc! {"q": {"_id": id, "w": {"$lt": first?}}, "u": {"$inc": inc, "$set": {"w": last}}})
+}
+
+fn as_i64(v: &Bson) -> Option<i64> {
+    match v {
+        Bson::Int32(n) => Some(i64::from(*n)),
+        Bson::Int64(n) => Some(*n),
+        _ => None,
+    }
+}
+
+/// The indices of the documents an unordered insert found already there (any other error is
+/// an error).
+fn duplicate_indices(reply: &Document, coll: Coll) -> Result<std::collections::HashSet<usize>, mongodb::error::Error> {
+    let mut out = std::collections::HashSet::new();
+    let Ok(errors) = reply.get_array("writeErrors") else { return Ok(out) };
+    for e in errors {
+        let Some(e) = e.as_document() else { continue };
+        let code = e.get_i32("code").map(i64::from).or_else(|_| e.get_i64("code")).unwrap_or(-1);
+        if code != 11000 {
+            let message = e.get_str("errmsg").unwrap_or("write error");
+            return Err(mongodb::error::Error::custom(format!("{}: code {code}: {message}", coll.name())));
+        }
+        let index = e.get_i32("index").map(i64::from).or_else(|_| e.get_i64("index")).unwrap_or(-1);
+        if index < 0 {
+            return Err(mongodb::error::Error::custom(format!("{}: a write error without its index", coll.name())));
+        }
+        out.insert(index as usize);
+    }
+    Ok(out)
+}
+
 fn check_write_errors(reply: &Document, coll: Coll) -> Result<Option<usize>, mongodb::error::Error> {
     let Ok(errors) = reply.get_array("writeErrors") else { return Ok(None) };
     let mut first_duplicate = None;
