@@ -371,9 +371,13 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let projector = start_projector(&batched_env).await?;
     let mut last = Instant::now();
+    // (seconds since the start, events applied): to time the batched projector over exactly
+    // the head of the log the one-write-per-event run gets through.
+    let mut samples: Vec<(f64, i64)> = Vec::new();
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (done, left) = progress(&a, &topics, &format!("{prefix}-batched")).await?;
+        samples.push((started.elapsed().as_secs_f64(), done));
         if last.elapsed() >= Duration::from_secs(10) {
             last = Instant::now();
             let rate = done as f64 / started.elapsed().as_secs_f64();
@@ -404,6 +408,10 @@ async fn main() -> anyhow::Result<()> {
     let single_elapsed = started.elapsed();
     projector.stop().await;
     let single_per_sec = single_done as f64 / single_elapsed.as_secs_f64();
+    // The same events, batched: the log's head is cheaper than its tail (registrations first,
+    // fan-out growing with the follow graph), so the whole catch-up is no fair comparison.
+    let batched_head_secs = samples.iter().find(|(_, done)| *done >= single_done).map(|(t, _)| *t);
+    let batched_head_per_sec = batched_head_secs.map(|t| single_done as f64 / t).unwrap_or(batched_per_sec);
     eprintln!(
         "[bench-read] one write per event: {single_done} in {:.0} s, {single_per_sec:.0}/s",
         single_elapsed.as_secs_f64()
@@ -443,7 +451,8 @@ async fn main() -> anyhow::Result<()> {
             "catch_up_seconds": catch_up.as_secs_f64(),
             "one_write_per_event_events_per_sec": single_per_sec,
             "one_write_per_event_sample_events": single_done,
-            "batching_ratio": batched_per_sec / single_per_sec.max(0.001),
+            "batched_same_events_per_sec": batched_head_per_sec,
+            "batching_ratio": batched_head_per_sec / single_per_sec.max(0.001),
         },
         "store": { "bulk_insert_docs_per_sec": bulk_per_sec, "batched_to_bulk_ratio": batched_per_sec / bulk_per_sec },
         "feed_reads": { "readers": tokens.len(), "concurrency": a.concurrency, "cached": cached, "uncached": uncached },
