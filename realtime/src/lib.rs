@@ -10,12 +10,14 @@
 //!   users connected here, fanning frames out to their sockets' bounded queues.
 //! - [`connection`]: one socket's loop (ready, frames, client ops, heartbeats, 1013 / 1012).
 //! - [`frames`]: the JSON frames of the contract.
+//! - [`presence`]: who is online, in Redis, for `GET /v1/presence`.
 //! - [`startup`]: `build(config)`, `port()`, `run(shutdown)`.
 
 pub mod config;
 pub mod connection;
 pub mod frames;
 pub mod hub;
+pub mod presence;
 pub mod router;
 pub mod startup;
 pub mod telemetry;

@@ -3,6 +3,7 @@
 use crate::config::RealtimeConfig;
 use crate::connection::{self, Session};
 use crate::hub::Hub;
+use crate::presence::{Presence, parse_user_ids};
 use crate::router::{Keys, Router};
 use crate::telemetry as names;
 use agora_platform::auth::{JwtKeys, bearer};
@@ -30,6 +31,13 @@ struct AppState {
     keys: Keys,
     config: Arc<RealtimeConfig>,
     shutdown: watch::Receiver<bool>,
+    presence: Presence,
+}
+
+impl axum::extract::FromRef<AppState> for JwtKeys {
+    fn from_ref(s: &AppState) -> Self {
+        s.jwt.clone()
+    }
 }
 
 #[derive(Debug)]
@@ -57,12 +65,14 @@ impl Application {
         let state = AppState {
             jwt: JwtKeys::new(&common.jwt_secret, common.token_ttl).context("JWT secret")?,
             hub: Hub::start(common.redis_url.clone()),
+            presence: Presence::new(redis.clone(), &common.redis_prefix, config.heartbeat),
             redis,
             keys,
             config: Arc::new(config.clone()),
             shutdown: stop_rx,
         };
-        let api = HttpRouter::new().route("/v1/stream", get(stream)).with_state(state);
+        let api =
+            HttpRouter::new().route("/v1/stream", get(stream)).route("/v1/presence", get(presence)).with_state(state);
         let router = http::layers(
             api.merge(health::router(probes, common.ready_timeout, telemetry::metrics_handle())),
             &common.cors_origins,
@@ -125,11 +135,40 @@ async fn stream(
         heartbeat: app.config.heartbeat,
     };
     let shutdown = app.shutdown.clone();
+    let presence = app.presence.clone();
     upgrade.on_upgrade(move |socket| async move {
         metrics::gauge!(names::CONNECTIONS_OPEN).increment(1.0);
-        connection::serve(socket, member, session, shutdown).await;
+        let connection_id = session.connection_id.clone();
+        // Renewed while the socket is open; Redis being away only makes the user look offline.
+        let renew = async {
+            loop {
+                if let Err(e) = presence.mark(&user, &connection_id).await {
+                    tracing::debug!(error = %e, "presence mark failed");
+                }
+                tokio::time::sleep(presence.renew_every()).await;
+            }
+        };
+        tokio::select! {
+            _ = connection::serve(socket, member, session, shutdown) => {}
+            _ = renew => {}
+        }
+        if let Err(e) = presence.unmark(&user, &connection_id).await {
+            tracing::debug!(error = %e, "presence unmark failed; the mark lapses by itself");
+        }
         metrics::gauge!(names::CONNECTIONS_OPEN).decrement(1.0);
     })
+}
+
+/// `GET /v1/presence?user_ids=a,b`: `{"<id>": true|false}` for each id.
+async fn presence(
+    State(app): State<AppState>,
+    _me: agora_platform::auth::AuthUser,
+    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<std::collections::BTreeMap<String, bool>>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let ids =
+        parse_user_ids(q.get("user_ids").map(String::as_str)).map_err(|m| ApiError::invalid_field("user_ids", m))?;
+    app.presence.of(&ids).await.map(axum::Json).map_err(|e| ApiError::unavailable("redis", e))
 }
 
 /// The stream epoch (created on first use) and the id of the user's latest frame.

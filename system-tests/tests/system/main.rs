@@ -14,6 +14,7 @@ mod idempotency;
 mod kafka_down;
 mod lag;
 mod limits;
+mod presence;
 mod races;
 mod read_conversations;
 mod read_games;

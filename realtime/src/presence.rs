@@ -1,0 +1,124 @@
+//! Who is online: every open socket keeps a mark in Redis, renewed at each heartbeat, so any
+//! realtime process can answer `GET /v1/presence` for users connected to any other.
+//!
+//! One hash per user, `<prefix>:presence:<user>`: field = connection id, value = the time (ms
+//! since the epoch) the mark lapses. A closing socket deletes its field; a process that dies
+//! leaves fields that lapse by themselves, and the hash expires with its last mark. A user is
+//! online while any mark has not lapsed.
+
+use redis::aio::ConnectionManager;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The most users one presence query may name.
+pub const MAX_USERS: usize = 100;
+
+#[derive(Clone, Debug)]
+pub struct Presence {
+    redis: ConnectionManager,
+    prefix: String,
+    /// How long a mark lasts without renewal (a few heartbeats).
+    ttl: Duration,
+}
+
+impl Presence {
+    pub fn new(redis: ConnectionManager, prefix: &str, heartbeat: Duration) -> Self {
+        Self { redis, prefix: prefix.to_owned(), ttl: heartbeat * 2 + Duration::from_secs(5) }
+    }
+
+    /// How often an open socket renews its mark.
+    pub fn renew_every(&self) -> Duration {
+        self.ttl / 3
+    }
+
+    fn key(&self, user: &str) -> String {
+        format!("{}:presence:{user}", self.prefix)
+    }
+
+    /// Marks `connection` of `user` online until the mark lapses.
+    pub async fn mark(&self, user: &str, connection: &str) -> Result<(), redis::RedisError> {
+        let until = now_ms() + self.ttl.as_millis() as i64;
+        let key = self.key(user);
+        let mut conn = self.redis.clone();
+        redis::pipe()
+            .cmd("HSET")
+            .arg(&key)
+            .arg(connection)
+            .arg(until)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(self.ttl.as_millis() as u64)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+    }
+
+    /// Takes `connection`'s mark away.
+    pub async fn unmark(&self, user: &str, connection: &str) -> Result<(), redis::RedisError> {
+        let mut conn = self.redis.clone();
+        redis::cmd("HDEL").arg(self.key(user)).arg(connection).query_async::<()>(&mut conn).await
+    }
+
+    /// Whether each of `users` is online now.
+    pub async fn of(&self, users: &[String]) -> Result<BTreeMap<String, bool>, redis::RedisError> {
+        let mut pipe = redis::pipe();
+        for u in users {
+            pipe.cmd("HVALS").arg(self.key(u));
+        }
+        let mut conn = self.redis.clone();
+        let marks: Vec<Vec<i64>> = pipe.query_async(&mut conn).await?;
+        let now = now_ms();
+        Ok(users.iter().cloned().zip(marks.iter().map(|m| online(m, now))).collect())
+    }
+}
+
+/// Whether any mark (lapse time, ms) is still good at `now`.
+pub fn online(marks: &[i64], now: i64) -> bool {
+    marks.iter().any(|&until| until > now)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The user ids of `?user_ids=a,b`: each a user id, 1 to [`MAX_USERS`] of them, each once.
+pub fn parse_user_ids(raw: Option<&str>) -> Result<Vec<String>, &'static str> {
+    let raw = raw.map(str::trim).filter(|s| !s.is_empty()).ok_or("required: a comma-separated list of user ids")?;
+    let mut ids = Vec::new();
+    for part in raw.split(',') {
+        let id: agora_schemas::UserId = part.trim().parse().map_err(|_| "must be user ids, separated by commas")?;
+        let id = id.to_string();
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    if ids.len() > MAX_USERS {
+        return Err("at most 100 user ids");
+    }
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_is_online_while_any_mark_has_not_lapsed() {
+        assert!(!online(&[], 1_000));
+        assert!(!online(&[999, 1_000], 1_000));
+        assert!(online(&[999, 1_001], 1_000));
+    }
+
+    #[test]
+    fn user_ids_are_one_to_a_hundred_distinct_ids() {
+        let (a, b) = (agora_schemas::UserId::new().to_string(), agora_schemas::UserId::new().to_string());
+        assert_eq!(parse_user_ids(Some(&format!("{a},{b},{a}"))), Ok(vec![a.clone(), b.clone()]));
+        assert_eq!(parse_user_ids(Some(&format!(" {a} "))), Ok(vec![a.clone()]));
+        assert!(parse_user_ids(None).is_err());
+        assert!(parse_user_ids(Some("")).is_err());
+        assert!(parse_user_ids(Some(&format!("{a},nope"))).is_err());
+        let many: Vec<String> = (0..101).map(|_| agora_schemas::UserId::new().to_string()).collect();
+        assert!(parse_user_ids(Some(&many.join(","))).is_err());
+    }
+}
