@@ -106,6 +106,13 @@ async fn stream(
         metrics::counter!(names::UPGRADES_REFUSED, "reason" => "unauthorized").increment(1);
         return ApiError::Unauthorized("missing or invalid token".into()).into_response();
     };
+    let origin = headers.get(axum::http::header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(axum::http::header::HOST).and_then(|v| v.to_str().ok());
+    if !origin_allowed(origin, host, &app.config.common.cors_origins) {
+        metrics::counter!(names::UPGRADES_REFUSED, "reason" => "origin").increment(1);
+        return ApiError::Forbidden(format!("origin {} may not open a stream", origin.unwrap_or_default()))
+            .into_response();
+    }
     let upgrade = match upgrade {
         Ok(u) => u,
         Err(e) => return ApiError::BadRequest(e.body_text()).into_response(),
@@ -159,6 +166,15 @@ async fn stream(
     })
 }
 
+/// Whether a browser page from `origin` may open a socket: no `Origin` (not a browser), the
+/// realtime host itself, or an origin in `AGORA_CORS_ORIGINS` (`*`: any). A page of another
+/// site could otherwise use a visitor's token from a query string it got hold of.
+pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {
+    let Some(origin) = origin else { return true };
+    let same_host = origin.split_once("://").map(|(_, rest)| rest.trim_end_matches('/')) == host;
+    same_host || allowed.iter().any(|a| a == "*" || a.trim_end_matches('/') == origin.trim_end_matches('/'))
+}
+
 /// `GET /v1/presence?user_ids=a,b`: `{"<id>": true|false}` for each id.
 async fn presence(
     State(app): State<AppState>,
@@ -193,4 +209,21 @@ async fn stream_head(app: &AppState, user: &str) -> Result<(String, String), red
         .await?;
     let last = last.ids.first().map(|e| e.id.clone()).unwrap_or_else(|| "0-0".to_owned());
     Ok((epoch, last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_allowed;
+
+    #[test]
+    fn a_browser_page_may_open_a_stream_only_from_the_same_host_or_an_allowed_origin() {
+        let allowed = vec!["https://app.example".to_owned()];
+        assert!(origin_allowed(None, Some("127.0.0.1:8083"), &allowed), "not a browser");
+        assert!(origin_allowed(Some("http://127.0.0.1:8083"), Some("127.0.0.1:8083"), &allowed), "same host");
+        assert!(origin_allowed(Some("https://app.example"), Some("rt.example"), &allowed));
+        assert!(origin_allowed(Some("https://app.example/"), Some("rt.example"), &allowed));
+        assert!(!origin_allowed(Some("https://evil.example"), Some("rt.example"), &allowed));
+        assert!(!origin_allowed(Some("https://evil.example"), Some("rt.example"), &[]));
+        assert!(origin_allowed(Some("https://any.example"), Some("rt.example"), &["*".to_owned()]));
+    }
 }

@@ -53,3 +53,28 @@ async fn presence_needs_a_token_and_user_ids() {
     assert_eq!(status, 422, "{body}");
     app.shutdown().await;
 }
+
+/// Opens `/v1/stream` with an `Origin` header: the HTTP status of the answer (101 = upgraded).
+async fn upgrade_from(app: &TestApp, token: &str, origin: &str) -> u16 {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("ws://127.0.0.1:{}/v1/stream?token={token}", app.realtime_port);
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert("origin", origin.parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((_, response)) => response.status().as_u16(),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test]
+async fn a_stream_opens_only_from_the_configured_origins() {
+    let app =
+        TestApp::spawn_with(crate::helpers::Stack::local(), &[("AGORA_CORS_ORIGINS", "https://app.example")]).await;
+    let ann = app.user("ann").await;
+    assert_eq!(upgrade_from(&app, &ann.token, "https://app.example").await, 101);
+    assert_eq!(upgrade_from(&app, &ann.token, "https://evil.example").await, 403);
+    let own = format!("http://127.0.0.1:{}", app.realtime_port);
+    assert_eq!(upgrade_from(&app, &ann.token, &own).await, 101, "the realtime host itself");
+    app.shutdown().await;
+}
