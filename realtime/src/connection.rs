@@ -1,7 +1,7 @@
 //! One socket's loop, written over `Sink`/`Stream` so tests can drive it with channels.
 
 use crate::frames::{ClientFrame, Delivery, ServerFrame};
-use crate::hub::{Membership, Published};
+use crate::hub::Membership;
 use crate::router::Keys;
 use crate::telemetry as names;
 use axum::extract::ws::{CloseFrame, Message};
@@ -13,13 +13,37 @@ use tokio::sync::watch;
 pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
 pub const CLOSE_SERVICE_RESTART: u16 = 1012;
 
-#[derive(Debug)]
 pub struct Session {
     pub connection_id: String,
     pub epoch: String,
     pub stream_pos: String,
     pub keys: Keys,
     pub heartbeat: Duration,
+    pub user: String,
+    /// For `resume`: the user's stream.
+    pub redis: redis::aio::ConnectionManager,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("connection_id", &self.connection_id).field("user", &self.user).finish()
+    }
+}
+
+/// How long live events wait after `ready` for a first client op: a client that starts with
+/// `resume` then gets its history before anything newer, in order.
+pub const RESUME_WINDOW: Duration = Duration::from_secs(1);
+
+/// A Redis stream id `<ms>-<seq>` as a comparable pair.
+pub fn stream_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+/// `<epoch>-<stream id>` split in two.
+pub fn parse_stream_pos(pos: &str) -> Option<(&str, (u64, u64))> {
+    let (epoch, id) = pos.split_once('-')?;
+    Some((epoch, stream_id(id)?))
 }
 
 /// `<epoch>-<redis stream id>`: grows with the stream; a new epoch means history was lost.
@@ -40,6 +64,12 @@ where
     let mut heartbeat = tokio::time::interval(session.heartbeat);
     heartbeat.tick().await;
     let overflow = member.overflow.clone();
+    let user_channel = session.keys.user_channel(&session.user);
+    // The newest user-stream entry written to this socket: live and replayed frames meet
+    // here, so none is sent twice and none goes out of order.
+    let mut sent_max: Option<(u64, u64)> = None;
+    let mut live = false;
+    let live_at = tokio::time::Instant::now() + RESUME_WINDOW;
     let close = |code: u16, reason: &'static str| Message::Close(Some(CloseFrame { code, reason: reason.into() }));
     loop {
         tokio::select! {
@@ -51,9 +81,18 @@ where
                 let _ = tx.send(close(CLOSE_TRY_AGAIN_LATER, "client too slow")).await;
                 break;
             }
-            published = member.rx.recv() => {
+            _ = tokio::time::sleep_until(live_at), if !live => live = true,
+            published = member.rx.recv(), if live => {
                 let Some(published) = published else { break };
-                let Some(text) = event_frame(&session.epoch, &published) else { continue };
+                let Some((id, json)) = published.payload.split_once('|') else { continue };
+                if published.channel == user_channel {
+                    let Some(at) = stream_id(id) else { continue };
+                    if sent_max.is_some_and(|max| at <= max) {
+                        continue;
+                    }
+                    sent_max = Some(at);
+                }
+                let Some(text) = event_frame(&session.epoch, id, json) else { continue };
                 if tx.send(Message::Text(text.into())).await.is_err() {
                     break;
                 }
@@ -66,7 +105,32 @@ where
             incoming = rx.next() => {
                 let reply = match incoming {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
-                    Some(Ok(Message::Text(text))) => client_op(&member, &session.keys, text.as_str()),
+                    Some(Ok(Message::Text(text))) => {
+                        live = true;
+                        if let Ok(ClientFrame::Resume { after }) = serde_json::from_str::<ClientFrame>(text.as_str()) {
+                            match resume(&session, &after, &mut sent_max).await {
+                                Ok(frames) => {
+                                    let mut failed = false;
+                                    for f in frames {
+                                        if tx.send(Message::Text(f.into())).await.is_err() {
+                                            failed = true;
+                                            break;
+                                        }
+                                    }
+                                    if failed {
+                                        break;
+                                    }
+                                    None
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "resume failed");
+                                    Some(ServerFrame::Error { code: "unavailable", message: "history is unavailable; try again" }.to_text())
+                                }
+                            }
+                        } else {
+                            client_op(&member, &session.keys, text.as_str())
+                        }
+                    }
                     Some(Ok(Message::Binary(_))) => Some(ServerFrame::Error { code: "bad_frame", message: "frames are JSON text" }.to_text()),
                     Some(Ok(_)) => None, // ping/pong are answered by the protocol layer
                 };
@@ -80,9 +144,89 @@ where
     }
 }
 
-/// The `event` frame for a published delivery (`<stream id>|<delivery json>`).
-fn event_frame(epoch: &str, published: &Published) -> Option<String> {
-    let (stream_id, json) = published.payload.split_once('|')?;
+/// Entries read per `XRANGE` while replaying.
+const REPLAY_PAGE: usize = 500;
+
+/// The frames of a `resume` from `after`: every entry of the user's stream after it, in
+/// order, or a `reset` when that history is gone (another epoch, or trimmed past retention).
+async fn resume(
+    session: &Session,
+    after: &str,
+    sent_max: &mut Option<(u64, u64)>,
+) -> Result<Vec<String>, redis::RedisError> {
+    let Some((epoch, from)) = parse_stream_pos(after) else {
+        return Ok(vec![ServerFrame::Error { code: "bad_position", message: "after must be a stream_pos" }.to_text()]);
+    };
+    let key = session.keys.user_stream(&session.user);
+    let mut conn = session.redis.clone();
+    let reset = |reason| {
+        metrics::counter!(names::RESUMES, "outcome" => "reset").increment(1);
+        Ok(vec![ServerFrame::Reset { reason }.to_text()])
+    };
+    if epoch != session.epoch {
+        return reset("history was lost: refetch through the query API");
+    }
+    let exists: bool = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await?;
+    if !exists {
+        // Nothing kept: nothing ever happened to this user, or all of it expired.
+        return if from == (0, 0) {
+            Ok(Vec::new())
+        } else {
+            reset("history beyond retention: refetch through the query API")
+        };
+    }
+    let info: redis::Value = redis::cmd("XINFO").arg("STREAM").arg(&key).query_async(&mut conn).await?;
+    if from < max_deleted(&info).unwrap_or((0, 0)) {
+        return reset("history beyond retention: refetch through the query API");
+    }
+    let mut frames = Vec::new();
+    let mut cursor = from;
+    loop {
+        let page: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&key)
+            .arg(format!("({}-{}", cursor.0, cursor.1))
+            .arg("+")
+            .arg("COUNT")
+            .arg(REPLAY_PAGE)
+            .query_async(&mut conn)
+            .await?;
+        for entry in &page.ids {
+            let Some(at) = stream_id(&entry.id) else { continue };
+            cursor = at;
+            if sent_max.is_some_and(|max| at <= max) {
+                continue;
+            }
+            let json: Option<String> = entry.get("d");
+            if let Some(frame) = json.and_then(|j| event_frame(&session.epoch, &entry.id, &j)) {
+                frames.push(frame);
+                *sent_max = Some(at);
+            }
+        }
+        if page.ids.len() < REPLAY_PAGE {
+            break;
+        }
+    }
+    metrics::counter!(names::RESUMES, "outcome" => "replayed").increment(1);
+    Ok(frames)
+}
+
+/// `max-deleted-entry-id` of an `XINFO STREAM` reply (Redis 7).
+fn max_deleted(info: &redis::Value) -> Option<(u64, u64)> {
+    let redis::Value::Array(items) = info else { return None };
+    let mut it = items.iter();
+    while let Some(k) = it.next() {
+        let v = it.next()?;
+        if let (redis::Value::BulkString(k), redis::Value::BulkString(v)) = (k, v)
+            && k.as_slice() == b"max-deleted-entry-id"
+        {
+            return stream_id(std::str::from_utf8(v).ok()?);
+        }
+    }
+    None
+}
+
+/// The `event` frame for a delivery stored at `stream_id` (`json`: the delivery).
+fn event_frame(epoch: &str, stream_id: &str, json: &str) -> Option<String> {
     let delivery: Delivery = serde_json::from_str(json).ok()?;
     let pos = stream_pos(epoch, stream_id);
     let frame = ServerFrame::Event {
@@ -121,13 +265,39 @@ fn client_op(member: &Membership, keys: &Keys, text: &str) -> Option<String> {
             }
             Some(ServerFrame::Unsubscribed { channel: &channel }.to_text())
         }
-        ClientFrame::Resume { .. } => {
-            Some(ServerFrame::Error { code: "unsupported", message: "resume is not available yet" }.to_text())
-        }
+        // Answered by the loop itself (it needs the user's stream).
+        ClientFrame::Resume { .. } => None,
     }
 }
 
 fn game_of(channel: &str) -> Option<String> {
     let id = channel.strip_prefix("game:")?;
     id.parse::<agora_schemas::GameId>().ok().map(|g| g.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_positions_split_into_an_epoch_and_a_comparable_stream_id() {
+        assert_eq!(parse_stream_pos("0a1b2c3d4e5f-1700000000000-3"), Some(("0a1b2c3d4e5f", (1_700_000_000_000, 3))));
+        assert!(stream_id("1700000000000-10") > stream_id("1700000000000-9"), "numeric, not text, order");
+        assert!(stream_id("1700000000001-0") > stream_id("1700000000000-99"));
+        assert_eq!(parse_stream_pos("garbage"), None);
+        assert_eq!(parse_stream_pos("e-1-x"), None);
+    }
+
+    #[test]
+    fn the_deleted_high_mark_is_read_from_an_xinfo_reply() {
+        use redis::Value::{Array, BulkString, Int};
+        let reply = Array(vec![
+            BulkString(b"length".to_vec()),
+            Int(3),
+            BulkString(b"max-deleted-entry-id".to_vec()),
+            BulkString(b"1700000000000-2".to_vec()),
+        ]);
+        assert_eq!(max_deleted(&reply), Some((1_700_000_000_000, 2)));
+        assert_eq!(max_deleted(&Array(vec![])), None);
+    }
 }

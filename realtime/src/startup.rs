@@ -140,6 +140,8 @@ async fn stream(
         epoch,
         keys: app.keys.clone(),
         heartbeat: app.config.heartbeat,
+        user: user.clone(),
+        redis: app.redis.clone(),
     };
     let shutdown = app.shutdown.clone();
     let presence = app.presence.clone();

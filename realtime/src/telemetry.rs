@@ -12,3 +12,5 @@ pub const PUSH_LATENCY_SECONDS: &str = "agora_realtime_push_latency_seconds";
 pub const SLOW_CLIENTS_CLOSED: &str = "agora_realtime_slow_clients_closed_total";
 /// Counter, label `reason`: connection attempts refused before the upgrade.
 pub const UPGRADES_REFUSED: &str = "agora_realtime_upgrades_refused_total";
+/// Counter, label `outcome` (`replayed`, `reset`): `resume` ops served.
+pub const RESUMES: &str = "agora_realtime_resumes_total";

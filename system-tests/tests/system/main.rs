@@ -24,4 +24,5 @@ mod readiness;
 mod readmodels;
 mod rebuild;
 mod replay;
+mod resume;
 mod slice;
