@@ -133,7 +133,36 @@ impl Router {
                 let followers = self.followers(&author_id).await.map_err(|e| e.to_string())?;
                 Ok(followers.into_iter().map(|f| (f, "feed.post", post.clone())).collect())
             }
-            _ => Ok(Vec::new()),
+            Event::MessageSent(e) => {
+                let message = serde_json::json!({
+                    "message_id": e.message_id.to_string(),
+                    "conversation_id": e.conversation_id.to_string(),
+                    "from": e.from.to_string(),
+                    "to": e.to.to_string(),
+                    "text": e.text,
+                    "created_at": at(envelope),
+                });
+                Ok(vec![(e.from.to_string(), "message", message.clone()), (e.to.to_string(), "message", message)])
+            }
+            _ => match notified(&envelope.payload) {
+                Some((recipient, kind, actor, subject)) => {
+                    let actor_ref = self
+                        .author(&actor.to_string())
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .ok_or("actor not projected yet")?;
+                    let notification = serde_json::json!({
+                        "notification_id": agora_schemas::NotificationId::of(envelope.event_id, recipient).to_string(),
+                        "kind": kind,
+                        "actor": actor_ref,
+                        "subject_id": subject.to_string(),
+                        "created_at": at(envelope),
+                        "read": false,
+                    });
+                    Ok(vec![(recipient.to_string(), "notification", notification)])
+                }
+                None => Ok(Vec::new()),
+            },
         }
     }
 
@@ -199,5 +228,43 @@ impl consumer::Handler for Router {
                 }
             }
         }
+    }
+}
+
+fn at(envelope: &Envelope) -> String {
+    envelope.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Who an event notifies on the socket, as the query API lists it: (recipient, kind, actor,
+/// subject). Nobody is notified of their own act.
+pub fn notified(event: &Event) -> Option<(agora_schemas::UserId, &'static str, agora_schemas::UserId, uuid::Uuid)> {
+    let n = match event {
+        Event::UserFollowed(e) => (e.followee_id, "follow", e.follower_id, e.follower_id.0),
+        Event::PostLiked(e) => (e.post_author_id, "like", e.user_id, e.post_id.0),
+        Event::CommentAdded(e) => (e.post_author_id, "comment", e.author_id, e.post_id.0),
+        Event::GameChallenged(e) => {
+            let opponent = if e.challenger_id == e.white_id { e.black_id } else { e.white_id };
+            (opponent, "game_challenge", e.challenger_id, e.game_id.0)
+        }
+        _ => return None,
+    };
+    (n.0 != n.2).then_some(n)
+}
+
+#[cfg(test)]
+mod notified_tests {
+    use super::*;
+    use agora_schemas::events::{PostLiked, UserFollowed};
+    use agora_schemas::{PostId, UserId};
+
+    #[test]
+    fn follows_and_likes_notify_the_other_user_and_never_oneself() {
+        let (a, b, p) = (UserId::new(), UserId::new(), PostId::new());
+        let follow = Event::from(UserFollowed { follower_id: a, followee_id: b });
+        assert_eq!(notified(&follow), Some((b, "follow", a, a.0)));
+        let own_like = Event::from(PostLiked { post_id: p, user_id: a, post_author_id: a });
+        assert_eq!(notified(&own_like), None);
+        let like = Event::from(PostLiked { post_id: p, user_id: b, post_author_id: a });
+        assert_eq!(notified(&like), Some((a, "like", b, p.0)));
     }
 }

@@ -74,3 +74,60 @@ async fn a_resumed_stream_delivers_exactly_the_missed_events_in_order_then_live_
     assert_eq!((frame["type"].as_str(), frame["code"].as_str()), (Some("error"), Some("bad_position")), "{frame}");
     app.shutdown().await;
 }
+
+/// The next `event` frame of `event_type`.
+async fn next_event(ws: &mut Ws, event_type: &str) -> Value {
+    loop {
+        let frame = next_json(ws, Duration::from_secs(15)).await.unwrap_or_else(|| panic!("no {event_type} frame"));
+        if frame["type"] == "event" && frame["event_type"] == event_type {
+            return frame;
+        }
+    }
+}
+
+#[tokio::test]
+async fn follows_likes_and_messages_reach_the_sockets_of_the_users_they_concern() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = (app.user("ann").await, app.user("bob").await);
+    let (mut ann_ws, _) = app.connect_ws(&ann.token).await;
+    let (mut bob_ws, _) = app.connect_ws(&bob.token).await;
+
+    assert_accepted(&app.put(&format!("/v1/follows/{}", bob.id), &ann.token).await);
+    let frame = next_event(&mut bob_ws, "notification").await;
+    let n = &frame["data"];
+    assert_eq!(
+        (n["kind"].as_str(), n["actor"]["user_id"].as_str()),
+        (Some("follow"), Some(ann.id.as_str())),
+        "{frame}"
+    );
+    assert_eq!((n["subject_id"].as_str(), n["read"].as_bool()), (Some(ann.id.as_str()), Some(false)), "{frame}");
+    assert_eq!(n["actor"]["handle"], ann.handle.as_str());
+    let follow_notification = n.clone();
+
+    let post = assert_accepted(&app.post(&ann.token, "likeable").await).body["post_id"].as_str().unwrap().to_owned();
+    assert_accepted(&app.put(&format!("/v1/posts/{post}/like"), &bob.token).await);
+    let frame = next_event(&mut ann_ws, "notification").await;
+    assert_eq!(
+        (frame["data"]["kind"].as_str(), frame["data"]["subject_id"].as_str()),
+        (Some("like"), Some(post.as_str()))
+    );
+
+    let sent =
+        assert_accepted(&app.post_json("/v1/messages", &bob.token, &json!({"to": ann.id, "text": "hi ann"})).await);
+    for ws in [&mut ann_ws, &mut bob_ws] {
+        let frame = next_event(ws, "message").await;
+        let m = &frame["data"];
+        assert_eq!(m["message_id"], sent.body["message_id"], "{frame}");
+        assert_eq!(
+            (m["from"].as_str(), m["to"].as_str(), m["text"].as_str()),
+            (Some(bob.id.as_str()), Some(ann.id.as_str()), Some("hi ann"))
+        );
+    }
+    // The notification the socket showed is the one the query API lists, field for field.
+    let listed = query_until(&app, "/v1/notifications", &bob.token, "bob's notification", |s, b| {
+        s == 200 && b["items"].as_array().is_some_and(|i| !i.is_empty())
+    })
+    .await;
+    assert_eq!(listed["items"][0], follow_notification, "the socket and the query API disagree");
+    app.shutdown().await;
+}
