@@ -424,44 +424,36 @@ fn as_i64(v: &Bson) -> Option<i64> {
     }
 }
 
-/// The indices of the documents an unordered insert found already there (any other error is
-/// an error).
-fn duplicate_indices(reply: &Document, coll: Coll) -> Result<std::collections::HashSet<usize>, mongodb::error::Error> {
-    let mut out = std::collections::HashSet::new();
-    let Ok(errors) = reply.get_array("writeErrors") else { return Ok(out) };
-    for e in errors {
-        let Some(e) = e.as_document() else { continue };
+/// The `index` of every duplicate-key error of a reply (`None` where it names none); any
+/// other write error is an error.
+fn duplicate_errors(reply: &Document, coll: Coll) -> Result<Vec<Option<i64>>, mongodb::error::Error> {
+    let Ok(errors) = reply.get_array("writeErrors") else { return Ok(Vec::new()) };
+    let mut out = Vec::with_capacity(errors.len());
+    for e in errors.iter().filter_map(Bson::as_document) {
         let code = e.get_i32("code").map(i64::from).or_else(|_| e.get_i64("code")).unwrap_or(-1);
         if code != 11000 {
             let message = e.get_str("errmsg").unwrap_or("write error");
             return Err(mongodb::error::Error::custom(format!("{}: code {code}: {message}", coll.name())));
         }
-        let index = e.get_i32("index").map(i64::from).or_else(|_| e.get_i64("index")).unwrap_or(-1);
-        if index < 0 {
-            return Err(mongodb::error::Error::custom(format!("{}: a write error without its index", coll.name())));
-        }
-        out.insert(index as usize);
+        out.push(e.get_i32("index").map(i64::from).or_else(|_| e.get_i64("index")).ok());
     }
     Ok(out)
 }
 
+/// The indices of the documents an unordered insert found already there.
+fn duplicate_indices(reply: &Document, coll: Coll) -> Result<std::collections::HashSet<usize>, mongodb::error::Error> {
+    duplicate_errors(reply, coll)?
+        .into_iter()
+        .map(|index| match index {
+            Some(i) if i >= 0 => Ok(i as usize),
+            _ => Err(mongodb::error::Error::custom(format!("{}: a write error without its index", coll.name()))),
+        })
+        .collect()
+}
+
+/// The index of the first duplicate-key error, if any (FerretDB reports update errors at 0).
 fn check_write_errors(reply: &Document, coll: Coll) -> Result<Option<usize>, mongodb::error::Error> {
-    let Ok(errors) = reply.get_array("writeErrors") else { return Ok(None) };
-    let mut first_duplicate = None;
-    for e in errors {
-        let Some(e) = e.as_document() else { continue };
-        let code = e.get_i32("code").map(i64::from).or_else(|_| e.get_i64("code")).unwrap_or(-1);
-        if code != 11000 {
-            let message = e.get_str("errmsg").unwrap_or("write error");
-            return Err(mongodb::error::Error::custom(format!("{}: code {code}: {message}", coll.name())));
-        }
-        let index =
-            e.get_i32("index").map(|i| i.max(0) as usize).or_else(|_| e.get_i64("index").map(|i| i.max(0) as usize));
-        if first_duplicate.is_none() {
-            first_duplicate = index.ok();
-        }
-    }
-    Ok(first_duplicate)
+    Ok(duplicate_errors(reply, coll)?.into_iter().flatten().next().map(|i| i.max(0) as usize))
 }
 
 #[cfg(test)]
