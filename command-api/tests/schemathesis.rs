@@ -22,10 +22,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use agora_platform::config::{CommonConfig, Env};
+use agora_testkit::schemathesis::{self, env_or, render, tally};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -35,59 +35,6 @@ const PASSWORD: &str = "correct horse battery";
 const POOL: usize = 16;
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
                       response_headers_conformance,response_schema_conformance";
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned())
-}
-
-/// The `st` binary: `AGORA_TEST_SCHEMATHESIS`, the venv `deploy/local/test.sh` installs, or
-/// `PATH`. Panics, naming the script, when there is none.
-fn schemathesis() -> PathBuf {
-    if let Ok(given) = std::env::var("AGORA_TEST_SCHEMATHESIS") {
-        let path = PathBuf::from(&given);
-        assert!(
-            path.is_file(),
-            "AGORA_TEST_SCHEMATHESIS={given} is not a file: run deploy/local/test.sh, which installs Schemathesis"
-        );
-        return path;
-    }
-    let cache = std::env::var_os("AGORA_CACHE_DIR").map(PathBuf::from).or_else(|| {
-        std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .map(|c| c.join("agora"))
-    });
-    if let Some(venv) = cache.map(|c| c.join("venv-schemathesis/bin/st")).filter(|p| p.is_file()) {
-        return venv;
-    }
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("st")).find(|p| p.is_file()))
-        .unwrap_or_default();
-    on_path.unwrap_or_else(|| {
-        panic!(
-            "Schemathesis (`st`) not found: neither AGORA_TEST_SCHEMATHESIS, nor \
-             ${{XDG_CACHE_HOME:-$HOME/.cache}}/agora/venv-schemathesis/bin/st, nor `st` on PATH. \
-             Run the tests through deploy/local/test.sh, which installs it (pinned) and sets \
-             AGORA_TEST_SCHEMATHESIS, or: python3 -m venv ~/.cache/agora/venv-schemathesis && \
-             ~/.cache/agora/venv-schemathesis/bin/pip install schemathesis==4.32.5"
-        )
-    })
-}
-
-async fn require_stack(env: &Env) {
-    let addrs = [
-        ("kafka", env.string("AGORA_KAFKA_BROKERS", "")),
-        ("ferretdb", env.string("AGORA_MONGO_URI", "").trim_start_matches("mongodb://").trim_end_matches('/').into()),
-        ("redis", env.string("AGORA_REDIS_URL", "").trim_start_matches("redis://").trim_end_matches('/').into()),
-    ];
-    for (name, addr) in addrs {
-        let ok = tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(&addr)).await;
-        assert!(
-            matches!(ok, Ok(Ok(_))),
-            "{name} is not reachable at {addr}: start the stack with `deploy/local/stack.sh up` (deploy/local/test.sh does)"
-        );
-    }
-}
 
 /// command-api's settings: the local stack (or `AGORA_TEST_*`), names of this test's own.
 fn settings(prefix: &str) -> Env {
@@ -213,82 +160,18 @@ async fn fixtures(api: &Api) -> Value {
     })
 }
 
-/// 2xx and 4xx answers (and any other) of one operation.
-#[derive(Debug, Default, Clone, Copy)]
-struct Tally {
-    ok: usize,
-    client_error: usize,
-    other: usize,
-}
-
-/// Requests with a method the document does not list for the path: Schemathesis's probes
-/// that undeclared methods are refused.
-const UNDOCUMENTED: &str = "(undocumented method on a documented path)";
-
-/// Per operation (`METHOD /path/{template}`), the answers recorded in `st`'s NDJSON report:
-/// every interaction of every finished scenario, whatever the phase.
-fn tally(report: &Path, paths: &[String], operations: &[String]) -> BTreeMap<String, Tally> {
-    let file = std::fs::File::open(report).unwrap_or_else(|e| panic!("opening {}: {e}", report.display()));
-    let mut table: BTreeMap<String, Tally> = operations.iter().map(|op| (op.clone(), Tally::default())).collect();
-    for line in std::io::BufReader::new(file).lines() {
-        let line = line.unwrap();
-        let Ok(event) = serde_json::from_str::<Value>(&line) else { continue };
-        let Some(finished) = event.get("ScenarioFinished") else { continue };
-        let Some(interactions) = finished["recorder"]["interactions"].as_object() else { continue };
-        for interaction in interactions.values() {
-            let Some(status) = interaction["response"]["status_code"].as_u64() else { continue };
-            let request = &interaction["request"];
-            let method = request["method"].as_str().unwrap_or_default().to_uppercase();
-            let uri = request["uri"].as_str().unwrap_or_default();
-            let label = format!("{method} {}", template_of(uri, paths));
-            let label = if table.contains_key(&label) { label } else { UNDOCUMENTED.to_owned() };
-            let t = table.entry(label).or_default();
-            match status {
-                200..=299 => t.ok += 1,
-                400..=499 => t.client_error += 1,
-                _ => t.other += 1,
-            }
-        }
-    }
-    table
-}
-
-/// The documented path template a request URI matches (segment by segment, `{x}` matching any
-/// one segment), or the URI's path itself.
-fn template_of(uri: &str, paths: &[String]) -> String {
-    let after_scheme = uri.split_once("://").map_or(uri, |(_, rest)| rest);
-    let path = after_scheme.find('/').map_or("/", |i| &after_scheme[i..]);
-    let path = path.split(['?', '#']).next().unwrap_or(path);
-    let segments: Vec<&str> = path.split('/').collect();
-    paths
-        .iter()
-        .filter(|t| {
-            let ts: Vec<&str> = t.split('/').collect();
-            ts.len() == segments.len()
-                && ts.iter().zip(&segments).all(|(t, s)| (t.starts_with('{') && t.ends_with('}')) || t == s)
-        })
-        // The most literal match wins: `/a/b` over `/a/{x}`.
-        .min_by_key(|t| t.matches('{').count())
-        .cloned()
-        .unwrap_or_else(|| path.to_owned())
-}
-
-fn render(table: &BTreeMap<String, Tally>) -> String {
-    let width = table.keys().map(String::len).max().unwrap_or(9).max(9);
-    let mut out = format!("{:width$}  {:>5}  {:>5}  {:>5}\n", "operation", "2xx", "4xx", "other");
-    for (op, t) in table {
-        out.push_str(&format!("{op:width$}  {:>5}  {:>5}  {:>5}\n", t.ok, t.client_error, t.other));
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_answer_that_contradicts_the_openapi_document() {
-    let st = schemathesis();
+    let st = schemathesis::binary();
     let started = Instant::now();
     let prefix = format!("st{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let env = settings(&prefix);
-    require_stack(&env).await;
+    schemathesis::require_stack(
+        &env.string("AGORA_KAFKA_BROKERS", ""),
+        &env.string("AGORA_MONGO_URI", ""),
+        &env.string("AGORA_REDIS_URL", ""),
+    )
+    .await;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(env.string("AGORA_LOG", "warn")))
         .with_test_writer()
