@@ -18,7 +18,6 @@ pub mod cursor;
 pub mod etag;
 pub mod limits;
 pub mod openapi;
-pub mod readdb;
 mod routes;
 pub mod startup;
 pub mod telemetry;

@@ -18,7 +18,7 @@ use std::future::Future;
 pub struct AppState {
     /// The read models (written only by the projector; their layout is `agora_projector::readmodel`),
     /// in whichever database is active (a rebuild switches it).
-    pub db: crate::readdb::ReadDb,
+    pub db: agora_projector::generation::ReadDb,
     pub jwt: JwtKeys,
     /// See `QueryConfig::consistency_wait`.
     pub consistency_wait: std::time::Duration,
@@ -52,7 +52,7 @@ impl Application {
         let db = mongo::connect(common, &common.mongo_db).await.context("configuring mongodb")?;
         let redis_conn = redis::connect(&common.redis_url, common.ready_timeout).context("configuring redis")?;
         let state = AppState {
-            db: crate::readdb::ReadDb::follow(db.client().clone(), common.mongo_db.clone()).await,
+            db: agora_projector::generation::ReadDb::follow(db.client().clone(), common.mongo_db.clone()).await,
             jwt: JwtKeys::new(&common.jwt_secret, common.token_ttl).context("JWT secret")?,
             consistency_wait: config.consistency_wait,
             cache: agora_platform::cache::Cache::new(redis_conn.clone(), &common.redis_prefix),

@@ -9,6 +9,7 @@ pub const KNOWN: &[&str] = &[
     "AGORA_CONNECTION_QUEUE",
     "AGORA_STREAM_RETENTION_SECS",
     "AGORA_HEARTBEAT_SECS",
+    "AGORA_SOCKET_SEND_BUFFER",
 ];
 
 #[derive(Debug, Clone)]
@@ -26,6 +27,9 @@ pub struct RealtimeConfig {
     pub stream_retention: Duration,
     /// `AGORA_HEARTBEAT_SECS`, default 20: WebSocket ping interval.
     pub heartbeat: Duration,
+    /// `AGORA_SOCKET_SEND_BUFFER`, default 65536 bytes: each socket's kernel send buffer,
+    /// fixed, so a client that stops reading fills it and its queue soon (then 1013).
+    pub socket_send_buffer: u32,
 }
 
 impl RealtimeConfig {
@@ -38,6 +42,7 @@ impl RealtimeConfig {
             connection_queue: env.parse("AGORA_CONNECTION_QUEUE", 256)?,
             stream_retention: Duration::from_secs(env.parse("AGORA_STREAM_RETENTION_SECS", 86_400)?),
             heartbeat: Duration::from_secs(env.parse("AGORA_HEARTBEAT_SECS", 20)?),
+            socket_send_buffer: env.parse("AGORA_SOCKET_SEND_BUFFER", 65_536)?,
         })
     }
 }

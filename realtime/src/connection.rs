@@ -68,6 +68,7 @@ where
     // The newest user-stream entry written to this socket: live and replayed frames meet
     // here, so none is sent twice and none goes out of order.
     let mut sent_max: Option<(u64, u64)> = None;
+    let start = parse_stream_pos(&session.stream_pos).map(|(_, id)| id);
     let mut live = false;
     let live_at = tokio::time::Instant::now() + RESUME_WINDOW;
     let close = |code: u16, reason: &'static str| Message::Close(Some(CloseFrame { code, reason: reason.into() }));
@@ -78,23 +79,40 @@ where
                 break;
             }
             _ = overflow.wait() => {
-                let _ = tx.send(close(CLOSE_TRY_AGAIN_LATER, "client too slow")).await;
+                close_slow(&mut tx, close(CLOSE_TRY_AGAIN_LATER, "client too slow")).await;
                 break;
             }
             _ = tokio::time::sleep_until(live_at), if !live => live = true,
             published = member.rx.recv(), if live => {
                 let Some(published) = published else { break };
                 let Some((id, json)) = published.payload.split_once('|') else { continue };
-                if published.channel == user_channel {
+                let text = if published.channel == user_channel {
                     let Some(at) = stream_id(id) else { continue };
                     if sent_max.is_some_and(|max| at <= max) {
                         continue;
                     }
                     sent_max = Some(at);
-                }
-                let Some(text) = event_frame(&session.epoch, id, json) else { continue };
-                if tx.send(Message::Text(text.into())).await.is_err() {
-                    break;
+                    event_frame(&session.epoch, id, json, None)
+                } else {
+                    // A channel frame is not in the user's stream: it carries the position
+                    // reached so far, which stays a correct place to resume from.
+                    let (ms, seq) = sent_max.or(start).unwrap_or((0, 0));
+                    event_frame(&session.epoch, &format!("{ms}-{seq}"), json, Some(&session.user))
+                };
+                let Some(text) = text else { continue };
+                // A client that stops reading blocks this write once its TCP buffers fill; its
+                // queue then overflows, and that must still close it.
+                let sent = tokio::select! {
+                    sent = tx.send(Message::Text(text.into())) => Some(sent.is_ok()),
+                    _ = overflow.wait() => None,
+                };
+                match sent {
+                    Some(true) => {}
+                    Some(false) => break,
+                    None => {
+                        close_slow(&mut tx, close(CLOSE_TRY_AGAIN_LATER, "client too slow")).await;
+                        break;
+                    }
                 }
             }
             _ = heartbeat.tick() => {
@@ -141,6 +159,16 @@ where
                 }
             }
         }
+    }
+}
+
+/// How long a slow client's close frame may wait behind what it has not read; then the
+/// connection is dropped without it.
+const SLOW_CLOSE_GRACE: Duration = Duration::from_secs(10);
+
+async fn close_slow<S: Sink<Message> + Unpin>(tx: &mut S, frame: Message) {
+    if tokio::time::timeout(SLOW_CLOSE_GRACE, tx.send(frame)).await.is_err() {
+        tracing::debug!("a slow client's close frame could not be written; dropping the connection");
     }
 }
 
@@ -197,7 +225,7 @@ async fn resume(
                 continue;
             }
             let json: Option<String> = entry.get("d");
-            if let Some(frame) = json.and_then(|j| event_frame(&session.epoch, &entry.id, &j)) {
+            if let Some(frame) = json.and_then(|j| event_frame(&session.epoch, &entry.id, &j, None)) {
                 frames.push(frame);
                 *sent_max = Some(at);
             }
@@ -225,9 +253,13 @@ fn max_deleted(info: &redis::Value) -> Option<(u64, u64)> {
     None
 }
 
-/// The `event` frame for a delivery stored at `stream_id` (`json`: the delivery).
-fn event_frame(epoch: &str, stream_id: &str, json: &str) -> Option<String> {
+/// The `event` frame for a delivery stored at `stream_id` (`json`: the delivery); none for a
+/// channel copy that `channel_reader` also gets in their own stream.
+fn event_frame(epoch: &str, stream_id: &str, json: &str, channel_reader: Option<&str>) -> Option<String> {
     let delivery: Delivery = serde_json::from_str(json).ok()?;
+    if channel_reader.is_some_and(|me| delivery.in_streams_of.iter().any(|u| u == me)) {
+        return None;
+    }
     let pos = stream_pos(epoch, stream_id);
     let frame = ServerFrame::Event {
         event_id: &delivery.event_id,

@@ -31,6 +31,10 @@ pub struct Delivery {
     /// When the event occurred, unix milliseconds: for the push-latency histogram.
     pub occurred_ms: i64,
     pub data: Box<RawValue>,
+    /// For a game channel's copy: the users whose own streams carry this frame too; their
+    /// sockets skip the copy, so each event reaches a socket once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_streams_of: Vec<String>,
 }
 
 /// A frame a client sends.

@@ -41,7 +41,9 @@ impl Overflow {
     }
 
     fn raise(&self) {
-        self.raised.store(true, Ordering::Release);
+        if !self.raised.swap(true, Ordering::AcqRel) {
+            metrics::counter!(names::SLOW_CLIENTS_CLOSED).increment(1);
+        }
         self.notify.notify_waiters();
         self.notify.notify_one();
     }
@@ -186,7 +188,6 @@ fn dispatch(registry: &Mutex<Registry>, channel: String, payload: Arc<str>) {
     for s in subs {
         let item = Published { channel: channel.clone(), payload: payload.clone() };
         if let Err(mpsc::error::TrySendError::Full(_)) = s.tx.try_send(item) {
-            metrics::counter!(names::SLOW_CLIENTS_CLOSED).increment(1);
             s.overflow.raise();
         }
     }

@@ -16,6 +16,7 @@
 pub mod config;
 pub mod connection;
 pub mod frames;
+pub mod games;
 pub mod hub;
 pub mod presence;
 pub mod router;

@@ -3,16 +3,18 @@
 //! All realtime processes share one consumer group, so each event is routed once. For each
 //! recipient a Lua script, atomically: skips the (event, recipient) pair if already delivered
 //! (a redelivered event is not pushed twice), appends the frame to the user's stream (trimmed
-//! to the retention window, for resume) and publishes it on the user's channel.
+//! to the retention window, for resume) and publishes it on the user's channel. A game update
+//! also goes, once, to the game's channel for spectators; channel frames are live only.
 
 use crate::frames::Delivery;
+use crate::games::{self, Reading};
 use crate::telemetry as names;
 use agora_platform::kafka::consumer::GroupConsumer;
 use agora_platform::kafka::consumer::{self, Handled};
+use agora_projector::generation::ReadDb;
 use agora_schemas::Envelope;
 use agora_schemas::events::{Event, PostCreated};
 use futures::TryStreamExt;
-use mongodb::Database;
 use mongodb::bson::{Document, doc};
 use rdkafka::Message;
 use rdkafka::message::BorrowedMessage;
@@ -59,13 +61,32 @@ end
 return false
 ";
 
+/// A channel frame, published once per (event, channel) however often the event is routed.
+const PUBLISH_ONCE: &str = r"
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
+  redis.call('PUBLISH', KEYS[2], '|' .. ARGV[1])
+  return 1
+end
+return 0
+";
+
+/// The frames one event causes.
+#[derive(Debug, Default)]
+struct Frames {
+    /// (recipient, event_type, data), appended to each recipient's stream.
+    users: Vec<(String, &'static str, serde_json::Value)>,
+    /// (game id, data) of a `game.update` for the game's channel.
+    game: Option<(String, serde_json::Value)>,
+}
+
 pub struct Router {
     consumer: GroupConsumer,
     redis: ConnectionManager,
-    db: Database,
+    db: ReadDb,
     keys: Keys,
     retention: Duration,
     script: redis::Script,
+    publish_once: redis::Script,
 }
 
 impl std::fmt::Debug for Router {
@@ -75,14 +96,9 @@ impl std::fmt::Debug for Router {
 }
 
 impl Router {
-    pub fn new(
-        consumer: GroupConsumer,
-        redis: ConnectionManager,
-        db: Database,
-        keys: Keys,
-        retention: Duration,
-    ) -> Self {
-        Self { consumer, redis, db, keys, retention, script: redis::Script::new(DELIVER) }
+    pub fn new(consumer: GroupConsumer, redis: ConnectionManager, db: ReadDb, keys: Keys, retention: Duration) -> Self {
+        let (script, publish_once) = (redis::Script::new(DELIVER), redis::Script::new(PUBLISH_ONCE));
+        Self { consumer, redis, db, keys, retention, script, publish_once }
     }
 
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
@@ -94,6 +110,7 @@ impl Router {
     async fn followers(&self, author: &str) -> Result<Vec<String>, mongodb::error::Error> {
         let docs: Vec<Document> = self
             .db
+            .get()
             .collection::<Document>("follows")
             .find(doc! {"followee_id": author, "active": true})
             .projection(doc! {"follower_id": 1})
@@ -104,7 +121,7 @@ impl Router {
     }
 
     async fn author(&self, author: &str) -> Result<Option<serde_json::Value>, mongodb::error::Error> {
-        let d = self.db.collection::<Document>("users").find_one(doc! {"_id": author}).await?;
+        let d = self.db.get().collection::<Document>("users").find_one(doc! {"_id": author}).await?;
         Ok(d.and_then(|d| {
             Some(serde_json::json!({
                 "user_id": author,
@@ -114,9 +131,12 @@ impl Router {
         }))
     }
 
-    /// The frames one event causes: (recipient, event_type, data).
-    async fn frames_for(&self, envelope: &Envelope) -> Result<Vec<(String, &'static str, serde_json::Value)>, String> {
-        match &envelope.payload {
+    /// The frames one event causes.
+    async fn frames_for(&self, envelope: &Envelope) -> Result<Frames, String> {
+        if games::updates_game(&envelope.payload) {
+            return self.game_update(envelope).await;
+        }
+        let users = match &envelope.payload {
             Event::PostCreated(PostCreated { post_id, author_id, text }) => {
                 let author_id = author_id.to_string();
                 let author =
@@ -131,7 +151,7 @@ impl Router {
                     "liked_by_me": false,
                 });
                 let followers = self.followers(&author_id).await.map_err(|e| e.to_string())?;
-                Ok(followers.into_iter().map(|f| (f, "feed.post", post.clone())).collect())
+                followers.into_iter().map(|f| (f, "feed.post", post.clone())).collect()
             }
             Event::MessageSent(e) => {
                 let message = serde_json::json!({
@@ -142,7 +162,7 @@ impl Router {
                     "text": e.text,
                     "created_at": at(envelope),
                 });
-                Ok(vec![(e.from.to_string(), "message", message.clone()), (e.to.to_string(), "message", message)])
+                vec![(e.from.to_string(), "message", message.clone()), (e.to.to_string(), "message", message)]
             }
             _ => match notified(&envelope.payload) {
                 Some((recipient, kind, actor, subject)) => {
@@ -159,11 +179,39 @@ impl Router {
                         "created_at": at(envelope),
                         "read": false,
                     });
-                    Ok(vec![(recipient.to_string(), "notification", notification)])
+                    vec![(recipient.to_string(), "notification", notification)]
                 }
-                None => Ok(Vec::new()),
+                None => Vec::new(),
             },
-        }
+        };
+        Ok(Frames { users, game: None })
+    }
+
+    /// A `game.update` for both players and the game's channel, once the projector's game
+    /// document has reached the event.
+    async fn game_update(&self, envelope: &Envelope) -> Result<Frames, String> {
+        let id = envelope.aggregate_id().to_string();
+        let games = self.db.get().collection::<Document>(agora_projector::readmodel::Coll::Games.name());
+        let document = games.find_one(doc! {"_id": &id}).await.map_err(|e| e.to_string())?;
+        let game = match document.as_ref().map(|d| games::game_at(d, envelope)) {
+            Some(Reading::At(game)) => game,
+            None | Some(Reading::Behind) => return Err(format!("game {id} not projected up to this event yet")),
+            Some(Reading::Never) => {
+                tracing::warn!(game_id = %id, event_id = %envelope.event_id, "a game document that cannot hold this event; no update pushed");
+                return Ok(Frames::default());
+            }
+        };
+        let player = |user: &str| {
+            let user = user.to_owned();
+            async move { self.author(&user).await.map_err(|e| e.to_string())?.ok_or("player not projected yet".to_owned()) }
+        };
+        let (white, black) = (player(&game.white_id).await?, player(&game.black_id).await?);
+        let data = game.to_json(white, black);
+        let users = vec![
+            (game.white_id.clone(), "game.update", data.clone()),
+            (game.black_id.clone(), "game.update", data.clone()),
+        ];
+        Ok(Frames { users, game: Some((id, data)) })
     }
 
     async fn deliver(
@@ -179,6 +227,7 @@ impl Router {
             event_type: event_type.to_owned(),
             occurred_ms: envelope.occurred_at.timestamp_millis(),
             data,
+            in_streams_of: Vec::new(),
         };
         let json = serde_json::to_string(&delivery).map_err(|e| e.to_string())?;
         let min_id = (chrono::Utc::now().timestamp_millis() - self.retention.as_millis() as i64).max(0);
@@ -199,6 +248,40 @@ impl Router {
         }
         Ok(())
     }
+
+    /// Publishes a `game.update` on the game's channel; `players` get it in their own streams,
+    /// so their sockets skip this copy.
+    async fn publish_game(
+        &self,
+        envelope: &Envelope,
+        game: &str,
+        players: Vec<String>,
+        data: serde_json::Value,
+    ) -> Result<(), String> {
+        let delivery = Delivery {
+            event_id: envelope.event_id.to_string(),
+            event_type: "game.update".to_owned(),
+            occurred_ms: envelope.occurred_at.timestamp_millis(),
+            data: RawValue::from_string(data.to_string()).map_err(|e| e.to_string())?,
+            in_streams_of: players,
+        };
+        let json = serde_json::to_string(&delivery).map_err(|e| e.to_string())?;
+        let channel = self.keys.game_channel(game);
+        let mut conn = self.redis.clone();
+        let published: i64 = self
+            .publish_once
+            .key(self.keys.delivered(&delivery.event_id, &channel))
+            .key(channel)
+            .arg(json)
+            .arg(self.retention.as_secs().max(1))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        if published == 1 {
+            metrics::counter!(names::FRAMES_ROUTED, "event_type" => "game.update.channel").increment(1);
+        }
+        Ok(())
+    }
 }
 
 impl consumer::Handler for Router {
@@ -211,8 +294,13 @@ impl consumer::Handler for Router {
         let mut pause = Duration::from_millis(50);
         loop {
             let attempt = async {
-                for (recipient, event_type, data) in self.frames_for(&envelope).await? {
+                let frames = self.frames_for(&envelope).await?;
+                let players: Vec<String> = frames.users.iter().map(|(u, _, _)| u.clone()).collect();
+                for (recipient, event_type, data) in frames.users {
                     self.deliver(&envelope, &recipient, event_type, data).await?;
+                }
+                if let Some((game, data)) = frames.game {
+                    self.publish_game(&envelope, &game, players, data).await?;
                 }
                 Ok::<(), String>(())
             };

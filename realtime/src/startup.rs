@@ -10,6 +10,7 @@ use agora_platform::auth::{JwtKeys, bearer};
 use agora_platform::http::ApiError;
 use agora_platform::kafka::consumer;
 use agora_platform::{health, http, kafka, mongo, redis as redis_client, telemetry};
+use agora_projector::generation::ReadDb;
 use anyhow::Context;
 use axum::Router as HttpRouter;
 use axum::extract::ws::WebSocketUpgrade;
@@ -55,7 +56,8 @@ impl Application {
         let keys = Keys::new(common.redis_prefix.clone());
         let consumer = consumer::subscribe(&common.kafka_brokers, &config.group_id, &common.topics().event_topics())
             .context("creating the kafka consumer")?;
-        let event_router = Router::new(consumer, redis.clone(), db.clone(), keys.clone(), config.stream_retention);
+        let read_db = ReadDb::follow(db.client().clone(), common.mongo_db.clone()).await;
+        let event_router = Router::new(consumer, redis.clone(), read_db, keys.clone(), config.stream_retention);
         let (stop, stop_rx) = watch::channel(false);
         let probes = vec![
             kafka::probe(&common.kafka_brokers, common.ready_timeout).context("creating the kafka probe")?,
@@ -77,7 +79,13 @@ impl Application {
             api.merge(health::router(probes, common.ready_timeout, telemetry::metrics_handle())),
             &common.cors_origins,
         );
-        let server = http::Server::bind(&config.addr, router, common.shutdown_timeout).await?;
+        let server = http::Server::bind_with_send_buffer(
+            &config.addr,
+            router,
+            common.shutdown_timeout,
+            config.socket_send_buffer,
+        )
+        .await?;
         Ok(Self { server, event_router, stop })
     }
 

@@ -4,7 +4,7 @@
 use axum::Router;
 use std::future::Future;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
 #[derive(Debug)]
@@ -20,6 +20,30 @@ impl Server {
         let listener =
             TcpListener::bind(addr).await.map_err(|e| std::io::Error::new(e.kind(), format!("binding {addr}: {e}")))?;
         Ok(Self { listener, router, grace })
+    }
+
+    /// Binds `addr` with every accepted connection's kernel send buffer fixed at
+    /// `send_buffer` bytes (Linux doubles it; accepted sockets inherit it from the listener).
+    /// A fixed buffer bounds what a peer that stops reading can hold in the kernel, so a push
+    /// server notices it soon rather than after megabytes of autotuned buffer.
+    pub async fn bind_with_send_buffer(
+        addr: &str,
+        router: Router,
+        grace: Duration,
+        send_buffer: u32,
+    ) -> std::io::Result<Self> {
+        let failed = |e: std::io::Error| std::io::Error::new(e.kind(), format!("binding {addr}: {e}"));
+        let mut last = None;
+        for resolved in tokio::net::lookup_host(addr).await.map_err(failed)? {
+            let socket = if resolved.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(failed)?;
+            socket.set_reuseaddr(true).map_err(failed)?;
+            socket.set_send_buffer_size(send_buffer).map_err(failed)?;
+            match socket.bind(resolved).and_then(|()| socket.listen(1024)) {
+                Ok(listener) => return Ok(Self { listener, router, grace }),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(failed(last.unwrap_or_else(|| std::io::Error::other("no address to bind"))))
     }
 
     pub fn port(&self) -> u16 {

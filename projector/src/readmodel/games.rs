@@ -105,7 +105,7 @@ fn finished(outcome: &GameOutcome) -> Document {
 
 /// The side to move in `fen`; from the ply count if the FEN does not say (the game starts
 /// from the standard position, white to move).
-fn turn_of(fen: &str, ply: i64) -> &'static str {
+pub fn turn_of(fen: &str, ply: i64) -> &'static str {
     match fen.split(' ').nth(1) {
         Some("w") => "white",
         Some("b") => "black",
@@ -115,7 +115,7 @@ fn turn_of(fen: &str, ply: i64) -> &'static str {
 }
 
 /// A schema enum's serialized name (`1-0`, `checkmate`, `white`): what the events' JSON says.
-fn name(value: &impl Serialize) -> Option<String> {
+pub fn name(value: &impl Serialize) -> Option<String> {
     match serde_json::to_value(value) {
         Ok(serde_json::Value::String(s)) => Some(s),
         _ => None,

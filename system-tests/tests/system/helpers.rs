@@ -17,7 +17,7 @@ use reqwest::Method;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
@@ -480,7 +480,12 @@ impl TestApp {
 
     /// Connects a WebSocket for `token` and returns it after the `ready` frame.
     pub async fn connect_ws(&self, token: &str) -> (Ws, Value) {
-        let url = format!("ws://127.0.0.1:{}/v1/stream?token={token}", self.realtime_port);
+        self.connect_ws_on(self.realtime_port, token).await
+    }
+
+    /// Connects a WebSocket for `token` to the realtime process on `port`, after `ready`.
+    pub async fn connect_ws_on(&self, port: u16, token: &str) -> (Ws, Value) {
+        let url = format!("ws://127.0.0.1:{port}/v1/stream?token={token}");
         let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
         let ready = next_json(&mut ws, Duration::from_secs(10)).await.expect("a ready frame");
         assert_eq!(ready["type"], "ready", "{ready}");
@@ -907,4 +912,29 @@ pub async fn query_until(
         ok(status, &body).then_some(body)
     })
     .await
+}
+
+/// The binary of the workspace package `package` (named like it), built from the current
+/// sources (up to date, this is quick).
+/// It lives next to this test binary's `deps` folder: the same target folder and profile.
+pub fn service_binary(package: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let target_dir = profile_dir.parent().unwrap().to_path_buf();
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev".to_owned(),
+        Some(other) => other.to_owned(),
+    };
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let out = Command::new(cargo)
+        .current_dir(&workspace)
+        .args(["build", "-p", package, "--bin", package, "--profile", &profile, "--target-dir"])
+        .arg(&target_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "building {package} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let bin = profile_dir.join(package);
+    assert!(bin.is_file(), "no {}", bin.display());
+    bin
 }

@@ -22,6 +22,7 @@ mod read_notifications;
 mod read_posts;
 mod readiness;
 mod readmodels;
+mod realtime_tier;
 mod rebuild;
 mod replay;
 mod resume;

@@ -12,7 +12,7 @@
 //! - [`ProjectorProcess`]: the `agora-projector` binary as an OS process, so it can be SIGKILLed;
 //!   [`InProcessProjector`]: a projector `Application` in this process, stopped gracefully.
 
-use crate::helpers::{TestApp, User, assert_accepted};
+use crate::helpers::{TestApp, User, assert_accepted, service_binary};
 use agora_platform::config::Env;
 use agora_platform::kafka::lag::{PartitionLag, group_lag};
 use agora_projector::readmodel::Coll;
@@ -23,7 +23,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -685,30 +685,6 @@ impl InProcessProjector {
     }
 }
 
-/// The `agora-projector` binary, built from the current sources (up to date, this is quick).
-/// It lives next to this test binary's `deps` folder: the same target folder and profile.
-fn projector_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    let target_dir = profile_dir.parent().unwrap().to_path_buf();
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => "dev".to_owned(),
-        Some(other) => other.to_owned(),
-    };
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let out = Command::new(cargo)
-        .current_dir(&workspace)
-        .args(["build", "-p", "agora-projector", "--bin", "agora-projector", "--profile", &profile, "--target-dir"])
-        .arg(&target_dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "building agora-projector failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    let bin = profile_dir.join("agora-projector");
-    assert!(bin.is_file(), "no {}", bin.display());
-    bin
-}
-
 /// `agora-projector run` as an OS process, logging JSON to a file of the test's; it tells when
 /// it was given partitions.
 struct ProjectorProcess {
@@ -932,7 +908,7 @@ const KILL_POINTS: [KillPoint; 5] =
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_projector_killed_five_times_while_behind_ends_with_the_read_models_of_a_rebuild() {
-    let bin = tokio::task::spawn_blocking(projector_binary).await.unwrap();
+    let bin = tokio::task::spawn_blocking(|| service_binary("agora-projector")).await.unwrap();
     let app = TestApp::spawn().await;
     let started = Instant::now();
     let env = projector_env(&app, "killed");
@@ -1167,7 +1143,7 @@ async fn a_profile_change_is_never_served_stale_and_a_paused_projector_answers_s
             .unwrap()
     });
     let log = std::env::temp_dir().join(format!("{}-paused-projector.log", app.prefix));
-    let mut projector = ProjectorProcess::spawn(&projector_binary(), &env, &log, 1);
+    let mut projector = ProjectorProcess::spawn(&service_binary("agora-projector"), &env, &log, 1);
     projector.assigned(Duration::from_secs(60), &log).await;
 
     let ann = app.user("ann").await;
