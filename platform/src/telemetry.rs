@@ -1,7 +1,7 @@
 //! Logging and metrics set-up, once per process.
 
 use crate::config::LogFormat;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use tracing_subscriber::EnvFilter;
 
@@ -17,13 +17,27 @@ pub fn init_tracing(filter: &str, format: LogFormat) {
 
 static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// Bucket bounds of histograms of counts (names ending in `_events`).
+pub const COUNT_BUCKETS: [f64; 10] = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
+
+/// Bucket bounds of every other histogram, seconds: 1 ms to 10 s.
+pub const SECONDS_BUCKETS: [f64; 14] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0];
+
 /// The process's Prometheus recorder, installed on first use.
 ///
 /// A process holds one recorder; when tests run several services in one process they share it.
 pub fn metrics_handle() -> PrometheusHandle {
     METRICS
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            // Buckets, not the exporter's default summaries: a histogram can be summed over
+            // processes. Histograms are in seconds, but for
+            // the counts of `*_events`.
+            let builder = PrometheusBuilder::new()
+                .set_buckets(&SECONDS_BUCKETS)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_events".into()), &COUNT_BUCKETS));
+            let builder = builder.unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             // Fails only if another recorder is already installed; then ours simply stays empty.
             let _ = metrics::set_global_recorder(recorder);

@@ -10,6 +10,7 @@ pub const KNOWN: &[&str] = &[
     "AGORA_STREAM_RETENTION_SECS",
     "AGORA_HEARTBEAT_SECS",
     "AGORA_SOCKET_SEND_BUFFER",
+    "AGORA_ROUTER_DEDUPE_SECS",
 ];
 
 #[derive(Debug, Clone)]
@@ -30,6 +31,10 @@ pub struct RealtimeConfig {
     /// `AGORA_SOCKET_SEND_BUFFER`, default 65536 bytes: each socket's kernel send buffer,
     /// fixed, so a client that stops reading fills it and its queue soon (then 1013).
     pub socket_send_buffer: u32,
+    /// `AGORA_ROUTER_DEDUPE_SECS`, default 3600: how long the router remembers that it
+    /// delivered an (event, recipient) pair, so a redelivered event is not pushed twice.
+    /// Redelivery covers what was routed but not yet committed when a router died: seconds.
+    pub router_dedupe: Duration,
 }
 
 impl RealtimeConfig {
@@ -43,6 +48,7 @@ impl RealtimeConfig {
             stream_retention: Duration::from_secs(env.parse("AGORA_STREAM_RETENTION_SECS", 86_400)?),
             heartbeat: Duration::from_secs(env.parse("AGORA_HEARTBEAT_SECS", 20)?),
             socket_send_buffer: env.parse("AGORA_SOCKET_SEND_BUFFER", 65_536)?,
+            router_dedupe: Duration::from_secs(env.parse("AGORA_ROUTER_DEDUPE_SECS", 3_600)?),
         })
     }
 }

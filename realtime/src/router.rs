@@ -51,8 +51,10 @@ impl Keys {
     }
 }
 
+/// KEYS: the (event, recipient) mark, the recipient's stream, their channel. ARGV: the
+/// delivery, the stream's retention (s), the oldest stream id kept, how long the mark lives (s).
 const DELIVER: &str = r"
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[4]) then
   local id = redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[3], '*', 'd', ARGV[1])
   redis.call('EXPIRE', KEYS[2], ARGV[2])
   redis.call('PUBLISH', KEYS[3], id .. '|' .. ARGV[1])
@@ -85,6 +87,8 @@ pub struct Router {
     db: ReadDb,
     keys: Keys,
     retention: Duration,
+    /// How long an (event, recipient) mark lives: longer than any redelivery takes.
+    dedupe: Duration,
     script: redis::Script,
     publish_once: redis::Script,
 }
@@ -96,9 +100,16 @@ impl std::fmt::Debug for Router {
 }
 
 impl Router {
-    pub fn new(consumer: GroupConsumer, redis: ConnectionManager, db: ReadDb, keys: Keys, retention: Duration) -> Self {
+    pub fn new(
+        consumer: GroupConsumer,
+        redis: ConnectionManager,
+        db: ReadDb,
+        keys: Keys,
+        retention: Duration,
+        dedupe: Duration,
+    ) -> Self {
         let (script, publish_once) = (redis::Script::new(DELIVER), redis::Script::new(PUBLISH_ONCE));
-        Self { consumer, redis, db, keys, retention, script, publish_once }
+        Self { consumer, redis, db, keys, retention, dedupe, script, publish_once }
     }
 
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
@@ -240,6 +251,7 @@ impl Router {
             .arg(json)
             .arg(self.retention.as_secs().max(1))
             .arg(min_id)
+            .arg(self.dedupe.as_secs().max(1))
             .invoke_async(&mut conn)
             .await
             .map_err(|e| e.to_string())?;
@@ -273,7 +285,7 @@ impl Router {
             .key(self.keys.delivered(&delivery.event_id, &channel))
             .key(channel)
             .arg(json)
-            .arg(self.retention.as_secs().max(1))
+            .arg(self.dedupe.as_secs().max(1))
             .invoke_async(&mut conn)
             .await
             .map_err(|e| e.to_string())?;

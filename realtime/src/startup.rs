@@ -57,7 +57,14 @@ impl Application {
         let consumer = consumer::subscribe(&common.kafka_brokers, &config.group_id, &common.topics().event_topics())
             .context("creating the kafka consumer")?;
         let read_db = ReadDb::follow(db.client().clone(), common.mongo_db.clone()).await;
-        let event_router = Router::new(consumer, redis.clone(), read_db, keys.clone(), config.stream_retention);
+        let event_router = Router::new(
+            consumer,
+            redis.clone(),
+            read_db,
+            keys.clone(),
+            config.stream_retention,
+            config.router_dedupe,
+        );
         let (stop, stop_rx) = watch::channel(false);
         let probes = vec![
             kafka::probe(&common.kafka_brokers, common.ready_timeout).context("creating the kafka probe")?,
@@ -100,6 +107,11 @@ impl Application {
     }
 }
 
+/// The read buffer of each socket, bytes.
+const CLIENT_READ_BUFFER: usize = 2048;
+/// The largest client frame accepted, bytes; a larger one closes the socket (1009).
+const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
+
 async fn stream(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -122,7 +134,12 @@ async fn stream(
             .into_response();
     }
     let upgrade = match upgrade {
-        Ok(u) => u,
+        // Client frames are small ops: a small read buffer keeps each socket's memory low
+        // (tungstenite allocates 128 KiB by default), and a cap refuses oversized frames.
+        Ok(u) => u
+            .read_buffer_size(CLIENT_READ_BUFFER)
+            .max_message_size(MAX_CLIENT_MESSAGE)
+            .max_frame_size(MAX_CLIENT_MESSAGE),
         Err(e) => return ApiError::BadRequest(e.body_text()).into_response(),
     };
     let user = user.to_string();
