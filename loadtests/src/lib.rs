@@ -27,3 +27,5 @@ mod tests {
         }
     }
 }
+
+pub mod push;
