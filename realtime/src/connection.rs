@@ -86,7 +86,7 @@ where
             published = member.rx.recv(), if live => {
                 let Some(published) = published else { break };
                 let Some((id, json)) = published.payload.split_once('|') else { continue };
-                let text = if published.channel == user_channel {
+                let text = if *published.channel == *user_channel {
                     let Some(at) = stream_id(id) else { continue };
                     if sent_max.is_some_and(|max| at <= max) {
                         continue;
@@ -126,7 +126,8 @@ where
                     Some(Ok(Message::Text(text))) => {
                         live = true;
                         if let Ok(ClientFrame::Resume { after }) = serde_json::from_str::<ClientFrame>(text.as_str()) {
-                            match resume(&session, &after, &mut sent_max).await {
+                            // Boxed: rare, and its future would otherwise enlarge every socket's.
+                            match Box::pin(resume(&session, &after, &mut sent_max)).await {
                                 Ok(frames) => {
                                     let mut failed = false;
                                     for f in frames {

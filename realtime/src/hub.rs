@@ -14,7 +14,8 @@ use tokio::sync::{Notify, mpsc};
 /// What a socket's loop receives from the hub.
 #[derive(Debug)]
 pub struct Published {
-    pub channel: String,
+    /// Shared by every socket the message goes to: one allocation per message, not per socket.
+    pub channel: Arc<str>,
     pub payload: Arc<str>,
 }
 
@@ -180,11 +181,11 @@ impl Drop for Membership {
     }
 }
 
-fn dispatch(registry: &Mutex<Registry>, channel: String, payload: Arc<str>) {
-    let subs = {
-        let reg = registry.lock().unwrap_or_else(|p| p.into_inner());
-        reg.channels.get(&channel).cloned().unwrap_or_default()
-    };
+fn dispatch(registry: &Mutex<Registry>, channel: &str, payload: Arc<str>) {
+    // `try_send` never waits, so the registry stays locked only for the hand-over.
+    let reg = registry.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(subs) = reg.channels.get(channel) else { return };
+    let channel: Arc<str> = Arc::from(channel);
     for s in subs {
         let item = Published { channel: channel.clone(), payload: payload.clone() };
         if let Err(mpsc::error::TrySendError::Full(_)) = s.tx.try_send(item) {
@@ -237,9 +238,8 @@ async fn run_pubsub(
             msg = stream.next() => match msg {
                 None => return Err(redis::RedisError::from((redis::ErrorKind::Io, "pub/sub stream ended"))),
                 Some(msg) => {
-                    let channel = msg.get_channel_name().to_owned();
                     let payload: String = msg.get_payload().unwrap_or_default();
-                    dispatch(registry, channel, Arc::from(payload));
+                    dispatch(registry, msg.get_channel_name(), Arc::from(payload));
                 }
             },
         }

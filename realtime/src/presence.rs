@@ -1,5 +1,7 @@
-//! Who is online: every open socket keeps a mark in Redis, renewed at each heartbeat, so any
+//! Who is online: every open socket keeps a mark in Redis, renewed by its process, so any
 //! realtime process can answer `GET /v1/presence` for users connected to any other.
+//! One task per process renews the marks of all its sockets in pipelines, rather than a
+//! timer and a round trip per socket.
 //!
 //! One hash per user, `<prefix>:presence:<user>`: field = connection id, value = the time (ms
 //! since the epoch) the mark lapses. A closing socket deletes its field; a process that dies
@@ -7,8 +9,12 @@
 //! online while any mark has not lapsed.
 
 use redis::aio::ConnectionManager;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Marks renewed per pipeline.
+const RENEW_CHUNK: usize = 500;
 
 /// The most users one presence query may name.
 pub const MAX_USERS: usize = 100;
@@ -19,11 +25,40 @@ pub struct Presence {
     prefix: String,
     /// How long a mark lasts without renewal (a few heartbeats).
     ttl: Duration,
+    /// This process's open sockets: connection id → user.
+    local: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl Presence {
+    /// Presence on `redis`, with this process's renewal task (which ends when the last clone
+    /// is dropped).
     pub fn new(redis: ConnectionManager, prefix: &str, heartbeat: Duration) -> Self {
-        Self { redis, prefix: prefix.to_owned(), ttl: heartbeat * 2 + Duration::from_secs(5) }
+        let presence = Self {
+            redis,
+            prefix: prefix.to_owned(),
+            ttl: heartbeat * 2 + Duration::from_secs(5),
+            local: Arc::default(),
+        };
+        let weak = Arc::downgrade(&presence.local);
+        let renewer = Self { local: Arc::new(Mutex::default()), ..presence.clone() };
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(renewer.renew_every()).await;
+                let Some(local) = weak.upgrade() else { return };
+                let open: Vec<(String, String)> = {
+                    let map = local.lock().unwrap_or_else(|p| p.into_inner());
+                    map.iter().map(|(c, u)| (c.clone(), u.clone())).collect()
+                };
+                drop(local);
+                for chunk in open.chunks(RENEW_CHUNK) {
+                    if let Err(e) = renewer.write_marks(chunk).await {
+                        // Redis being away only makes users look offline until it is back.
+                        tracing::debug!(error = %e, "renewing presence marks failed");
+                    }
+                }
+            }
+        });
+        presence
     }
 
     /// How often an open socket renews its mark.
@@ -35,27 +70,28 @@ impl Presence {
         format!("{}:presence:{user}", self.prefix)
     }
 
-    /// Marks `connection` of `user` online until the mark lapses.
+    /// Marks `connection` of `user` online now, and keeps it renewed until [`Self::unmark`].
     pub async fn mark(&self, user: &str, connection: &str) -> Result<(), redis::RedisError> {
+        self.local.lock().unwrap_or_else(|p| p.into_inner()).insert(connection.to_owned(), user.to_owned());
+        self.write_marks(&[(connection.to_owned(), user.to_owned())]).await
+    }
+
+    /// Writes the marks of `(connection, user)` pairs, lapsing one TTL from now.
+    async fn write_marks(&self, marks: &[(String, String)]) -> Result<(), redis::RedisError> {
         let until = now_ms() + self.ttl.as_millis() as i64;
-        let key = self.key(user);
+        let mut pipe = redis::pipe();
+        for (connection, user) in marks {
+            let key = self.key(user);
+            pipe.cmd("HSET").arg(&key).arg(connection).arg(until).ignore();
+            pipe.cmd("PEXPIRE").arg(&key).arg(self.ttl.as_millis() as u64).ignore();
+        }
         let mut conn = self.redis.clone();
-        redis::pipe()
-            .cmd("HSET")
-            .arg(&key)
-            .arg(connection)
-            .arg(until)
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&key)
-            .arg(self.ttl.as_millis() as u64)
-            .ignore()
-            .query_async::<()>(&mut conn)
-            .await
+        pipe.query_async::<()>(&mut conn).await
     }
 
     /// Takes `connection`'s mark away.
     pub async fn unmark(&self, user: &str, connection: &str) -> Result<(), redis::RedisError> {
+        self.local.lock().unwrap_or_else(|p| p.into_inner()).remove(connection);
         let mut conn = self.redis.clone();
         redis::cmd("HDEL").arg(self.key(user)).arg(connection).query_async::<()>(&mut conn).await
     }

@@ -113,7 +113,7 @@ impl Router {
     }
 
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
-        consumer::run(&self.consumer, shutdown, Duration::from_millis(250), &self).await;
+        consumer::run_batches(&self.consumer, shutdown, Duration::from_millis(250), MAX_BATCH, &self).await;
         tracing::info!("realtime router stopped; offsets committed");
     }
 
@@ -225,50 +225,46 @@ impl Router {
         Ok(Frames { users, game: Some((id, data)) })
     }
 
-    async fn deliver(
+    /// Appends to `pipe` the delivery of one frame to one recipient's stream and channel.
+    fn deliver_into(
         &self,
+        pipe: &mut redis::Pipeline,
         envelope: &Envelope,
         recipient: &str,
-        event_type: &str,
-        data: serde_json::Value,
+        event_type: &'static str,
+        data: &serde_json::Value,
+        min_id: i64,
     ) -> Result<(), String> {
-        let data = RawValue::from_string(data.to_string()).map_err(|e| e.to_string())?;
         let delivery = Delivery {
             event_id: envelope.event_id.to_string(),
             event_type: event_type.to_owned(),
             occurred_ms: envelope.occurred_at.timestamp_millis(),
-            data,
+            data: RawValue::from_string(data.to_string()).map_err(|e| e.to_string())?,
             in_streams_of: Vec::new(),
         };
         let json = serde_json::to_string(&delivery).map_err(|e| e.to_string())?;
-        let min_id = (chrono::Utc::now().timestamp_millis() - self.retention.as_millis() as i64).max(0);
-        let mut conn = self.redis.clone();
-        let delivered: Option<String> = self
-            .script
-            .key(self.keys.delivered(&delivery.event_id, recipient))
-            .key(self.keys.user_stream(recipient))
-            .key(self.keys.user_channel(recipient))
+        pipe.cmd("EVALSHA")
+            .arg(self.script.get_hash())
+            .arg(3)
+            .arg(self.keys.delivered(&delivery.event_id, recipient))
+            .arg(self.keys.user_stream(recipient))
+            .arg(self.keys.user_channel(recipient))
             .arg(json)
             .arg(self.retention.as_secs().max(1))
             .arg(min_id)
-            .arg(self.dedupe.as_secs().max(1))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        if delivered.is_some() {
-            metrics::counter!(names::FRAMES_ROUTED, "event_type" => event_type.to_owned()).increment(1);
-        }
+            .arg(self.dedupe.as_secs().max(1));
         Ok(())
     }
 
-    /// Publishes a `game.update` on the game's channel; `players` get it in their own streams,
-    /// so their sockets skip this copy.
-    async fn publish_game(
+    /// Appends to `pipe` the publication of a `game.update` on the game's channel; `players`
+    /// get it in their own streams, so their sockets skip this copy.
+    fn publish_game_into(
         &self,
+        pipe: &mut redis::Pipeline,
         envelope: &Envelope,
         game: &str,
         players: Vec<String>,
-        data: serde_json::Value,
+        data: &serde_json::Value,
     ) -> Result<(), String> {
         let delivery = Delivery {
             event_id: envelope.event_id.to_string(),
@@ -279,47 +275,93 @@ impl Router {
         };
         let json = serde_json::to_string(&delivery).map_err(|e| e.to_string())?;
         let channel = self.keys.game_channel(game);
-        let mut conn = self.redis.clone();
-        let published: i64 = self
-            .publish_once
-            .key(self.keys.delivered(&delivery.event_id, &channel))
-            .key(channel)
+        pipe.cmd("EVALSHA")
+            .arg(self.publish_once.get_hash())
+            .arg(2)
+            .arg(self.keys.delivered(&delivery.event_id, &channel))
+            .arg(channel)
             .arg(json)
-            .arg(self.dedupe.as_secs().max(1))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        if published == 1 {
-            metrics::counter!(names::FRAMES_ROUTED, "event_type" => "game.update.channel").increment(1);
+            .arg(self.dedupe.as_secs().max(1));
+        Ok(())
+    }
+
+    /// Routes a batch: every event's frames are worked out (their reads run together), then
+    /// delivered in log order through pipelines of up to [`PIPELINE`] scripts, so a batch
+    /// costs a few round trips rather than one per recipient. Pipelines keep their order, so
+    /// each partition's events reach each stream in the log's order.
+    async fn route(&self, envelopes: &[Envelope]) -> Result<(), String> {
+        let frames = futures::future::try_join_all(envelopes.iter().map(|e| self.frames_for(e))).await?;
+        let min_id = (chrono::Utc::now().timestamp_millis() - self.retention.as_millis() as i64).max(0);
+        let mut pipe = redis::pipe();
+        let mut kinds: Vec<&'static str> = Vec::new();
+        for (envelope, frames) in envelopes.iter().zip(frames) {
+            let players: Vec<String> = frames.users.iter().map(|(u, _, _)| u.clone()).collect();
+            for (recipient, event_type, data) in &frames.users {
+                self.deliver_into(&mut pipe, envelope, recipient, event_type, data, min_id)?;
+                kinds.push(event_type);
+            }
+            if let Some((game, data)) = &frames.game {
+                self.publish_game_into(&mut pipe, envelope, game, players, data)?;
+                kinds.push("game.update.channel");
+            }
+            if kinds.len() >= PIPELINE {
+                self.send(std::mem::take(&mut pipe), std::mem::take(&mut kinds)).await?;
+            }
+        }
+        if !kinds.is_empty() {
+            self.send(pipe, kinds).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs one pipeline of deliveries (`kinds`: each one's event type, for the metric),
+    /// loading the scripts first if Redis does not have them (it restarted, or is new).
+    async fn send(&self, pipe: redis::Pipeline, kinds: Vec<&'static str>) -> Result<(), String> {
+        let mut conn = self.redis.clone();
+        let replies: Vec<redis::Value> = match pipe.query_async(&mut conn).await {
+            Ok(r) => r,
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                for code in [DELIVER, PUBLISH_ONCE] {
+                    let _: String = redis::cmd("SCRIPT")
+                        .arg("LOAD")
+                        .arg(code)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                pipe.query_async(&mut conn).await.map_err(|e| e.to_string())?
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        for (kind, reply) in kinds.into_iter().zip(replies) {
+            // A delivery answers its stream id (nil if already delivered); a channel
+            // publication 1 (0 if already published).
+            if !matches!(reply, redis::Value::Nil | redis::Value::Int(0)) {
+                metrics::counter!(names::FRAMES_ROUTED, "event_type" => kind).increment(1);
+            }
         }
         Ok(())
     }
 }
 
-impl consumer::Handler for Router {
-    async fn handle(&self, message: &BorrowedMessage<'_>, mut shutdown: watch::Receiver<bool>) -> Handled {
-        let envelope = match Envelope::from_json(message.payload().unwrap_or_default()) {
-            Ok(e) => e,
-            // The projector dead-letters what cannot be decoded; nothing to push here.
-            Err(_) => return Handled::Done,
-        };
+/// Events handed to [`Router::route`] at once (what one poll has fetched, up to this).
+const MAX_BATCH: usize = 500;
+
+/// Scripts per Redis pipeline.
+const PIPELINE: usize = 1000;
+
+impl consumer::BatchHandler for Router {
+    async fn handle_batch(&self, messages: &[BorrowedMessage<'_>], mut shutdown: watch::Receiver<bool>) -> Handled {
+        // The projector dead-letters what cannot be decoded; nothing to push for it here.
+        let envelopes: Vec<Envelope> =
+            messages.iter().filter_map(|m| Envelope::from_json(m.payload().unwrap_or_default()).ok()).collect();
         let mut pause = Duration::from_millis(50);
         loop {
-            let attempt = async {
-                let frames = self.frames_for(&envelope).await?;
-                let players: Vec<String> = frames.users.iter().map(|(u, _, _)| u.clone()).collect();
-                for (recipient, event_type, data) in frames.users {
-                    self.deliver(&envelope, &recipient, event_type, data).await?;
-                }
-                if let Some((game, data)) = frames.game {
-                    self.publish_game(&envelope, &game, players, data).await?;
-                }
-                Ok::<(), String>(())
-            };
-            match attempt.await {
+            // A retry repeats the whole batch; the delivered marks keep it from pushing twice.
+            match self.route(&envelopes).await {
                 Ok(()) => return Handled::Done,
                 Err(e) => {
-                    tracing::warn!(error = %e, event_id = %envelope.event_id, "routing an event failed; retrying");
+                    tracing::warn!(error = %e, events = envelopes.len(), "routing a batch failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(pause) => {}
                         _ = shutdown.wait_for(|s| *s) => return Handled::Interrupted,

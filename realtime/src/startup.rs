@@ -57,14 +57,8 @@ impl Application {
         let consumer = consumer::subscribe(&common.kafka_brokers, &config.group_id, &common.topics().event_topics())
             .context("creating the kafka consumer")?;
         let read_db = ReadDb::follow(db.client().clone(), common.mongo_db.clone()).await;
-        let event_router = Router::new(
-            consumer,
-            redis.clone(),
-            read_db,
-            keys.clone(),
-            config.stream_retention,
-            config.router_dedupe,
-        );
+        let event_router =
+            Router::new(consumer, redis.clone(), read_db, keys.clone(), config.stream_retention, config.router_dedupe);
         let (stop, stop_rx) = watch::channel(false);
         let probes = vec![
             kafka::probe(&common.kafka_brokers, common.ready_timeout).context("creating the kafka probe")?,
@@ -173,19 +167,12 @@ async fn stream(
     upgrade.on_upgrade(move |socket| async move {
         metrics::gauge!(names::CONNECTIONS_OPEN).increment(1.0);
         let connection_id = session.connection_id.clone();
-        // Renewed while the socket is open; Redis being away only makes the user look offline.
-        let renew = async {
-            loop {
-                if let Err(e) = presence.mark(&user, &connection_id).await {
-                    tracing::debug!(error = %e, "presence mark failed");
-                }
-                tokio::time::sleep(presence.renew_every()).await;
-            }
-        };
-        tokio::select! {
-            _ = connection::serve(socket, member, session, shutdown) => {}
-            _ = renew => {}
+        // Renewed by the process while the socket is open; Redis being away only makes the
+        // user look offline.
+        if let Err(e) = presence.mark(&user, &connection_id).await {
+            tracing::debug!(error = %e, "presence mark failed");
         }
+        connection::serve(socket, member, session, shutdown).await;
         if let Err(e) = presence.unmark(&user, &connection_id).await {
             tracing::debug!(error = %e, "presence unmark failed; the mark lapses by itself");
         }

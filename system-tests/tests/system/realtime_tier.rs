@@ -1,6 +1,6 @@
 //! The realtime tier as several processes: two `agora-realtime` OS processes (beside the app's
 //! own) on one consumer group and one Redis, with users connected to different ones. Whatever
-//! process holds a socket, its user gets each event once, in order; spectators of a game see
+//! process holds a socket, its user gets each event once, each aggregate's in order; spectators of a game see
 //! every move; a client that stops reading is closed with 1013 without holding the others
 //! back; and when a process is killed, its clients resume on another with nothing lost.
 
@@ -88,47 +88,51 @@ fn position(frame: &Value) -> (u64, u64) {
 }
 
 #[tokio::test]
-async fn a_user_on_one_process_gets_each_event_another_user_on_another_process_causes_once_in_order() {
+async fn a_user_on_one_process_gets_each_event_another_user_on_another_process_causes_once() {
     let app = TestApp::spawn().await;
     let (p1, p2) = two_processes(&app, &[]).await;
     let (ann, bob) = (app.user("ann").await, app.user("bob").await);
     let (mut ann_ws, _) = app.connect_ws_on(p1.port, &ann.token).await;
     let (mut bob_ws, _) = app.connect_ws_on(p2.port, &bob.token).await;
     let post = assert_accepted(&app.post(&bob.token, "bob's post").await).body["post_id"].as_str().unwrap().to_owned();
-    // Notifications show the actor's profile, so the router waits for the projector to have
-    // it; and a rebalance pauses some partitions. Either would let a later act overtake an
-    // earlier one from another aggregate (see docs/architecture.md, "Order"), so the acts
-    // start once both have settled.
-    query_until(&app, &format!("/v1/posts/{post}"), &ann.token, "ann's view of the post", |s, _| s == 200).await;
+    // Notifications show the actor's profile: the router waits for the projector to have it.
     query_until(&app, &format!("/v1/users/{}", ann.id), &bob.token, "ann's profile", |s, _| s == 200).await;
     router_group_stable(&app, 3).await;
 
     assert_accepted(&app.put(&format!("/v1/follows/{}", bob.id), &ann.token).await);
     assert_accepted(&app.put(&format!("/v1/posts/{post}/like"), &ann.token).await);
     assert_accepted(&app.post_json(&format!("/v1/posts/{post}/comments"), &ann.token, &json!({"text": "nice"})).await);
-    assert_accepted(&app.post_json("/v1/messages", &ann.token, &json!({"to": bob.id, "text": "hello bob"})).await);
+    let texts = ["hello bob", "are you there", "bye"];
+    for text in texts {
+        assert_accepted(&app.post_json("/v1/messages", &ann.token, &json!({"to": bob.id, "text": text})).await);
+    }
 
-    let frames = events_until_quiet(&mut bob_ws, 4, Duration::from_millis(1500)).await;
+    let frames = events_until_quiet(&mut bob_ws, 6, Duration::from_millis(1500)).await;
     let ann_id = json!(ann.id).to_string();
     let seen: Vec<(String, String)> = frames.iter().map(what).collect();
-    assert_eq!(
-        seen,
-        [
-            ("follow".to_owned(), ann_id.clone()),
-            ("like".to_owned(), ann_id.clone()),
-            ("comment".to_owned(), ann_id),
-            ("message".to_owned(), "hello bob".to_owned()),
-        ],
-        "bob, on the other process, gets each of ann's acts once, in order"
-    );
+    let mut expected: Vec<(String, String)> =
+        ["follow", "like", "comment"].iter().map(|k| ((*k).to_owned(), ann_id.clone())).collect();
+    expected.extend(texts.iter().map(|t| ("message".to_owned(), (*t).to_owned())));
+    let mut sorted = seen.clone();
+    sorted.sort();
+    let mut want = expected.clone();
+    want.sort();
+    assert_eq!(sorted, want, "bob, on the other process, gets each of ann's acts once: {seen:?}");
+    // One aggregate's events keep their order; those of different aggregates follow the
+    // order the router handled them (docs/architecture.md, "Order").
+    let messages: Vec<&(String, String)> = seen.iter().filter(|(k, _)| k == "message").collect();
+    assert_eq!(messages, expected[3..].iter().collect::<Vec<_>>(), "one conversation's messages in order");
     let positions: Vec<(u64, u64)> = frames.iter().map(position).collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "stream positions grow: {positions:?}");
 
     // Ann, on the first process, gets the message she sent (both participants do), once.
-    let ann_frames = events_until_quiet(&mut ann_ws, 1, Duration::from_millis(1500)).await;
-    let messages: Vec<&Value> = ann_frames.iter().filter(|f| f["event_type"] == "message").collect();
-    assert_eq!(messages.len(), 1, "{ann_frames:?}");
-    assert_eq!(messages[0]["data"]["text"], "hello bob");
+    let ann_frames = events_until_quiet(&mut ann_ws, 3, Duration::from_millis(1500)).await;
+    let messages: Vec<&str> = ann_frames
+        .iter()
+        .filter(|f| f["event_type"] == "message")
+        .map(|f| f["data"]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages, texts, "{ann_frames:?}");
     drop((p1, p2));
     app.shutdown().await;
 }
@@ -208,7 +212,7 @@ async fn spectators_and_players_on_either_process_see_every_move_of_a_game_once(
 async fn a_client_that_stops_reading_is_closed_with_1013_while_the_others_on_its_process_keep_up() {
     const MESSAGES: usize = 400;
     let app = TestApp::spawn_with(crate::helpers::Stack::local(), &[("AGORA_RATE_LIMIT_MESSAGES", "off")]).await;
-    let (p1, _p2) = two_processes(&app, &[("AGORA_CONNECTION_QUEUE", "8")]).await;
+    let (p1, _p2) = two_processes(&app, &[("AGORA_CONNECTION_QUEUE", "64")]).await;
     let (ann, sid) = (app.user("ann").await, app.user("sid").await);
     let (mut ann_ws, _) = app.connect_ws_on(p1.port, &ann.token).await;
     // Sid's socket takes a 4 KiB receive buffer, so the server's writes block soon after it
