@@ -14,7 +14,6 @@ use tokio::sync::{Notify, mpsc};
 /// What a socket's loop receives from the hub.
 #[derive(Debug)]
 pub struct Published {
-    /// Shared by every socket the message goes to: one allocation per message, not per socket.
     pub channel: Arc<str>,
     pub payload: Arc<str>,
 }
@@ -23,7 +22,7 @@ pub struct Published {
 #[derive(Debug, Clone)]
 struct Subscriber {
     id: u64,
-    tx: mpsc::Sender<Published>,
+    tx: mpsc::Sender<Arc<Published>>,
     overflow: Arc<Overflow>,
 }
 
@@ -75,9 +74,9 @@ pub struct Membership {
     hub: Hub,
     id: u64,
     user: String,
-    pub rx: mpsc::Receiver<Published>,
+    pub rx: mpsc::Receiver<Arc<Published>>,
     pub overflow: Arc<Overflow>,
-    tx: mpsc::Sender<Published>,
+    tx: mpsc::Sender<Arc<Published>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -185,10 +184,11 @@ fn dispatch(registry: &Mutex<Registry>, channel: &str, payload: Arc<str>) {
     // `try_send` never waits, so the registry stays locked only for the hand-over.
     let reg = registry.lock().unwrap_or_else(|p| p.into_inner());
     let Some(subs) = reg.channels.get(channel) else { return };
-    let channel: Arc<str> = Arc::from(channel);
+    // One allocation per message, shared by every socket it goes to; a queue slot is a
+    // pointer, which keeps each socket's first queue block (32 slots) small.
+    let item = Arc::new(Published { channel: Arc::from(channel), payload });
     for s in subs {
-        let item = Published { channel: channel.clone(), payload: payload.clone() };
-        if let Err(mpsc::error::TrySendError::Full(_)) = s.tx.try_send(item) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = s.tx.try_send(item.clone()) {
             s.overflow.raise();
         }
     }

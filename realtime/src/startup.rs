@@ -101,8 +101,9 @@ impl Application {
     }
 }
 
-/// The read buffer of each socket, bytes.
-const CLIENT_READ_BUFFER: usize = 2048;
+/// The read buffer of each socket, bytes. tungstenite zero-fills the whole buffer on each
+/// read, so all of it is resident; it grows to fit a larger frame when one comes.
+const CLIENT_READ_BUFFER: usize = 256;
 /// The largest client frame accepted, bytes; a larger one closes the socket (1009).
 const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
 
