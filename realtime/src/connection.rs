@@ -1,7 +1,7 @@
 //! One socket's loop, written over `Sink`/`Stream` so tests can drive it with channels.
 
 use crate::frames::{ClientFrame, Delivery, ServerFrame};
-use crate::hub::Membership;
+use crate::hub::{Membership, Overflow};
 use crate::router::Keys;
 use crate::telemetry as names;
 use axum::extract::ws::{CloseFrame, Message};
@@ -72,10 +72,24 @@ where
     let mut live = false;
     let live_at = tokio::time::Instant::now() + RESUME_WINDOW;
     let close = |code: u16, reason: &'static str| Message::Close(Some(CloseFrame { code, reason: reason.into() }));
+    // After each write: carry on, stop (the socket is gone), or close a client that stopped
+    // reading with 1013.
+    macro_rules! or_end {
+        ($written:expr) => {
+            match $written {
+                Written::Sent => {}
+                Written::Gone => break,
+                Written::Stuck => {
+                    close_slow(&mut tx, close(CLOSE_TRY_AGAIN_LATER, "client too slow")).await;
+                    break;
+                }
+            }
+        };
+    }
     loop {
         tokio::select! {
             _ = async { let _ = shutdown.wait_for(|s| *s).await; } => {
-                let _ = tx.send(close(CLOSE_SERVICE_RESTART, "server restarting; reconnect")).await;
+                close_slow(&mut tx, close(CLOSE_SERVICE_RESTART, "server restarting; reconnect")).await;
                 break;
             }
             _ = overflow.wait() => {
@@ -83,6 +97,17 @@ where
                 break;
             }
             _ = tokio::time::sleep_until(live_at), if !live => live = true,
+            // Frames published while the process's pub/sub connection was down never came:
+            // fetch them from the stream, after the newest one written. (Before the socket is
+            // live the client's own `resume` is still to come and covers them.)
+            Ok(()) = member.reconnected.changed(), if live => {
+                let (ms, seq) = sent_max.or(start).unwrap_or((0, 0));
+                let after = stream_pos(&session.epoch, &format!("{ms}-{seq}"));
+                match Box::pin(resume(&session, &after, &mut sent_max)).await {
+                    Ok(frames) => or_end!(send_all(&mut tx, frames, &overflow).await),
+                    Err(e) => tracing::warn!(error = %e, "catching up after a pub/sub reconnect failed"),
+                }
+            }
             published = member.rx.recv(), if live => {
                 let Some(published) = published else { break };
                 let Some((id, json)) = published.payload.split_once('|') else { continue };
@@ -100,26 +125,9 @@ where
                     event_frame(&session.epoch, &format!("{ms}-{seq}"), json, Some(&session.user))
                 };
                 let Some(text) = text else { continue };
-                // A client that stops reading blocks this write once its TCP buffers fill; its
-                // queue then overflows, and that must still close it.
-                let sent = tokio::select! {
-                    sent = tx.send(Message::Text(text.into())) => Some(sent.is_ok()),
-                    _ = overflow.wait() => None,
-                };
-                match sent {
-                    Some(true) => {}
-                    Some(false) => break,
-                    None => {
-                        close_slow(&mut tx, close(CLOSE_TRY_AGAIN_LATER, "client too slow")).await;
-                        break;
-                    }
-                }
+                or_end!(write(&mut tx, Message::Text(text.into()), &overflow).await);
             }
-            _ = heartbeat.tick() => {
-                if tx.send(Message::Ping(Vec::new().into())).await.is_err() {
-                    break;
-                }
-            }
+            _ = heartbeat.tick() => or_end!(write(&mut tx, Message::Ping(Vec::new().into()), &overflow).await),
             incoming = rx.next() => {
                 let reply = match incoming {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
@@ -129,16 +137,7 @@ where
                             // Boxed: rare, and its future would otherwise enlarge every socket's.
                             match Box::pin(resume(&session, &after, &mut sent_max)).await {
                                 Ok(frames) => {
-                                    let mut failed = false;
-                                    for f in frames {
-                                        if tx.send(Message::Text(f.into())).await.is_err() {
-                                            failed = true;
-                                            break;
-                                        }
-                                    }
-                                    if failed {
-                                        break;
-                                    }
+                                    or_end!(send_all(&mut tx, frames, &overflow).await);
                                     None
                                 }
                                 Err(e) => {
@@ -147,20 +146,57 @@ where
                                 }
                             }
                         } else {
-                            client_op(&member, &session.keys, text.as_str())
+                            client_op(&mut member, &session.keys, text.as_str())
                         }
                     }
                     Some(Ok(Message::Binary(_))) => Some(ServerFrame::Error { code: "bad_frame", message: "frames are JSON text" }.to_text()),
                     Some(Ok(_)) => None, // ping/pong are answered by the protocol layer
                 };
-                if let Some(reply) = reply
-                    && tx.send(Message::Text(reply.into())).await.is_err()
-                {
-                    break;
+                if let Some(reply) = reply {
+                    or_end!(write(&mut tx, Message::Text(reply.into()), &overflow).await);
                 }
             }
         }
     }
+}
+
+/// How a write to a socket ended.
+enum Written {
+    Sent,
+    /// The socket is gone.
+    Gone,
+    /// The client stopped reading: its queue overflowed, or the write waited [`WRITE_TIMEOUT`].
+    Stuck,
+}
+
+/// The longest one write may wait for a client to read; then it is closed as too slow. Covers
+/// writes no queue stands behind (heartbeats, replies, replays).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Writes `message`, unless the client has stopped reading.
+async fn write<S: Sink<Message> + Unpin>(tx: &mut S, message: Message, overflow: &Overflow) -> Written {
+    tokio::select! {
+        sent = tokio::time::timeout(WRITE_TIMEOUT, tx.send(message)) => match sent {
+            Ok(Ok(())) => Written::Sent,
+            Ok(Err(_)) => Written::Gone,
+            Err(_) => {
+                overflow.raise();
+                Written::Stuck
+            }
+        },
+        _ = overflow.wait() => Written::Stuck,
+    }
+}
+
+/// Writes `frames` in order, stopping at the first write that does not go out.
+async fn send_all<S: Sink<Message> + Unpin>(tx: &mut S, frames: Vec<String>, overflow: &Overflow) -> Written {
+    for f in frames {
+        match write(tx, Message::Text(f.into()), overflow).await {
+            Written::Sent => {}
+            other => return other,
+        }
+    }
+    Written::Sent
 }
 
 /// How long a slow client's close frame may wait behind what it has not read; then the
@@ -210,6 +246,9 @@ async fn resume(
     }
     let mut frames = Vec::new();
     let mut cursor = from;
+    // Committed to the socket's high mark only when the whole replay was read: a failure
+    // half-way must not make a retry skip what was never written.
+    let mut max = *sent_max;
     loop {
         let page: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg(&key)
@@ -222,19 +261,20 @@ async fn resume(
         for entry in &page.ids {
             let Some(at) = stream_id(&entry.id) else { continue };
             cursor = at;
-            if sent_max.is_some_and(|max| at <= max) {
+            if max.is_some_and(|max| at <= max) {
                 continue;
             }
             let json: Option<String> = entry.get("d");
             if let Some(frame) = json.and_then(|j| event_frame(&session.epoch, &entry.id, &j, None)) {
                 frames.push(frame);
-                *sent_max = Some(at);
+                max = Some(at);
             }
         }
         if page.ids.len() < REPLAY_PAGE {
             break;
         }
     }
+    *sent_max = max;
     metrics::counter!(names::RESUMES, "outcome" => "replayed").increment(1);
     Ok(frames)
 }
@@ -274,7 +314,10 @@ fn event_frame(epoch: &str, stream_id: &str, json: &str, channel_reader: Option<
     Some(frame.to_text())
 }
 
-fn client_op(member: &Membership, keys: &Keys, text: &str) -> Option<String> {
+/// Game channels one socket may watch at once.
+pub const MAX_GAME_CHANNELS: usize = 20;
+
+fn client_op(member: &mut Membership, keys: &Keys, text: &str) -> Option<String> {
     let frame = match serde_json::from_str::<ClientFrame>(text) {
         Ok(f) => f,
         Err(_) => {
@@ -285,6 +328,9 @@ fn client_op(member: &Membership, keys: &Keys, text: &str) -> Option<String> {
         ClientFrame::Ping => Some(ServerFrame::Pong.to_text()),
         ClientFrame::Subscribe { channel } | ClientFrame::Unsubscribe { channel } if game_of(&channel).is_none() => {
             Some(ServerFrame::Error { code: "bad_channel", message: "channels are game:<game_id>" }.to_text())
+        }
+        ClientFrame::Subscribe { .. } if member.channel_count() > MAX_GAME_CHANNELS => {
+            Some(ServerFrame::Error { code: "too_many_channels", message: "unsubscribe from a game first" }.to_text())
         }
         ClientFrame::Subscribe { channel } => {
             if let Some(game) = game_of(&channel) {

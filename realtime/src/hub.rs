@@ -9,7 +9,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
+
+/// Channels per `SUBSCRIBE` when (re)subscribing all of them.
+const SUBSCRIBE_CHUNK: usize = 1000;
 
 /// What a socket's loop receives from the hub.
 #[derive(Debug)]
@@ -40,7 +43,8 @@ impl Overflow {
         }
     }
 
-    fn raise(&self) {
+    /// Marks the socket too slow (counted once) and wakes its loop.
+    pub fn raise(&self) {
         if !self.raised.swap(true, Ordering::AcqRel) {
             metrics::counter!(names::SLOW_CLIENTS_CLOSED).increment(1);
         }
@@ -66,6 +70,9 @@ struct Registry {
 pub struct Hub {
     registry: Arc<Mutex<Registry>>,
     commands: mpsc::UnboundedSender<Command>,
+    /// Counts pub/sub (re)connections: messages published while it was down never arrive, so
+    /// each socket then catches up from its user stream.
+    connections: watch::Receiver<u64>,
 }
 
 /// A socket's registration; dropping it removes the socket from every channel.
@@ -76,7 +83,11 @@ pub struct Membership {
     user: String,
     pub rx: mpsc::Receiver<Arc<Published>>,
     pub overflow: Arc<Overflow>,
+    /// Changes when the hub's pub/sub connection was re-established.
+    pub reconnected: watch::Receiver<u64>,
     tx: mpsc::Sender<Arc<Published>>,
+    /// The channels this socket is subscribed to.
+    channels: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,8 +98,9 @@ impl Hub {
     /// Starts the pub/sub loop for `redis_url`.
     pub fn start(redis_url: String) -> Self {
         let (commands, rx) = mpsc::unbounded_channel();
-        let hub = Self { registry: Arc::default(), commands };
-        tokio::spawn(pubsub_loop(redis_url, hub.registry.clone(), rx));
+        let (connected, connections) = watch::channel(0);
+        let hub = Self { registry: Arc::default(), commands, connections };
+        tokio::spawn(pubsub_loop(redis_url, hub.registry.clone(), rx, connected));
         hub
     }
 
@@ -112,43 +124,55 @@ impl Hub {
             reg.next_id += 1;
             reg.next_id
         };
-        let m = Membership { hub: self.clone(), id, user: user.to_owned(), rx, overflow, tx };
+        let mut reconnected = self.connections.clone();
+        reconnected.mark_unchanged();
+        let mut m = Membership {
+            hub: self.clone(),
+            id,
+            user: user.to_owned(),
+            rx,
+            overflow,
+            reconnected,
+            tx,
+            channels: Vec::new(),
+        };
         m.subscribe(&user_channel);
         Ok(m)
     }
 }
 
 impl Membership {
-    pub fn subscribe(&self, channel: &str) {
+    pub fn subscribe(&mut self, channel: &str) {
         let sub = Subscriber { id: self.id, tx: self.tx.clone(), overflow: self.overflow.clone() };
-        let first = {
-            let mut reg = self.hub.registry.lock().unwrap_or_else(|p| p.into_inner());
-            let subs = reg.channels.entry(channel.to_owned()).or_default();
-            if subs.iter().any(|s| s.id == self.id) {
-                return;
-            }
-            subs.push(sub);
-            subs.len() == 1
-        };
-        if first {
+        // Commands are queued while the registry is locked, so a subscribe and an unsubscribe
+        // of one channel reach Redis in the order the registry saw them.
+        let mut reg = self.hub.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let subs = reg.channels.entry(channel.to_owned()).or_default();
+        if subs.iter().any(|s| s.id == self.id) {
+            return;
+        }
+        subs.push(sub);
+        if subs.len() == 1 {
             let _ = self.hub.commands.send(Command::Subscribe(channel.to_owned()));
         }
+        drop(reg);
+        self.channels.push(channel.to_owned());
     }
 
-    pub fn unsubscribe(&self, channel: &str) {
-        let last = {
-            let mut reg = self.hub.registry.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(subs) = reg.channels.get_mut(channel) else {
-                return;
-            };
-            subs.retain(|s| s.id != self.id);
-            let empty = subs.is_empty();
-            if empty {
-                reg.channels.remove(channel);
-            }
-            empty
+    /// How many channels the socket is subscribed to (its own user channel included).
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
+    pub fn unsubscribe(&mut self, channel: &str) {
+        self.channels.retain(|c| c != channel);
+        let mut reg = self.hub.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(subs) = reg.channels.get_mut(channel) else {
+            return;
         };
-        if last {
+        subs.retain(|s| s.id != self.id);
+        if subs.is_empty() {
+            reg.channels.remove(channel);
             let _ = self.hub.commands.send(Command::Unsubscribe(channel.to_owned()));
         }
     }
@@ -156,26 +180,23 @@ impl Membership {
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        let emptied: Vec<String> = {
-            let mut reg = self.hub.registry.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(n) = reg.per_user.get_mut(&self.user) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    reg.per_user.remove(&self.user);
-                }
+        let mut reg = self.hub.registry.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = reg.per_user.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                reg.per_user.remove(&self.user);
             }
-            let mut emptied = Vec::new();
-            reg.channels.retain(|channel, subs| {
+        }
+        // Only this socket's own channels: a scan of every channel would make each
+        // disconnect cost as much as all the process's sockets.
+        for channel in &self.channels {
+            if let Some(subs) = reg.channels.get_mut(channel) {
                 subs.retain(|s| s.id != self.id);
                 if subs.is_empty() {
-                    emptied.push(channel.clone());
+                    reg.channels.remove(channel);
+                    let _ = self.hub.commands.send(Command::Unsubscribe(channel.clone()));
                 }
-                !subs.is_empty()
-            });
-            emptied
-        };
-        for channel in emptied {
-            let _ = self.hub.commands.send(Command::Unsubscribe(channel));
+            }
         }
     }
 }
@@ -198,10 +219,11 @@ async fn pubsub_loop(
     redis_url: String,
     registry: Arc<Mutex<Registry>>,
     mut commands: mpsc::UnboundedReceiver<Command>,
+    connected: watch::Sender<u64>,
 ) {
     let mut pause = Duration::from_millis(100);
     loop {
-        match run_pubsub(&redis_url, &registry, &mut commands).await {
+        match run_pubsub(&redis_url, &registry, &mut commands, &connected).await {
             Ok(()) => return, // every hub handle is gone
             Err(e) => {
                 tracing::warn!(error = %e, "redis pub/sub lost; reconnecting");
@@ -216,6 +238,7 @@ async fn run_pubsub(
     redis_url: &str,
     registry: &Mutex<Registry>,
     commands: &mut mpsc::UnboundedReceiver<Command>,
+    connected: &watch::Sender<u64>,
 ) -> Result<(), redis::RedisError> {
     let client = redis::Client::open(redis_url)?;
     let pubsub = client.get_async_pubsub().await?;
@@ -224,10 +247,11 @@ async fn run_pubsub(
         let reg = registry.lock().unwrap_or_else(|p| p.into_inner());
         reg.channels.keys().cloned().collect()
     };
-    for c in channels {
-        sink.subscribe(&c).await?;
+    for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
+        sink.subscribe(chunk.to_vec()).await?;
     }
-    tracing::info!("redis pub/sub connected");
+    tracing::info!(channels = channels.len(), "redis pub/sub connected");
+    connected.send_modify(|n| *n += 1);
     loop {
         tokio::select! {
             cmd = commands.recv() => match cmd {

@@ -49,13 +49,22 @@ impl Presence {
                     let map = local.lock().unwrap_or_else(|p| p.into_inner());
                     map.iter().map(|(c, u)| (c.clone(), u.clone())).collect()
                 };
-                drop(local);
                 for chunk in open.chunks(RENEW_CHUNK) {
                     if let Err(e) = renewer.write_marks(chunk).await {
                         // Redis being away only makes users look offline until it is back.
                         tracing::debug!(error = %e, "renewing presence marks failed");
                     }
+                    // A socket that closed after the snapshot may have had its mark deleted
+                    // before this renewal wrote it again: delete it once more.
+                    let closed: Vec<(String, String)> = {
+                        let map = local.lock().unwrap_or_else(|p| p.into_inner());
+                        chunk.iter().filter(|(c, _)| !map.contains_key(c)).cloned().collect()
+                    };
+                    for (connection, user) in closed {
+                        let _ = renewer.delete_mark(&user, &connection).await;
+                    }
                 }
+                drop(local);
             }
         });
         presence
@@ -92,6 +101,10 @@ impl Presence {
     /// Takes `connection`'s mark away.
     pub async fn unmark(&self, user: &str, connection: &str) -> Result<(), redis::RedisError> {
         self.local.lock().unwrap_or_else(|p| p.into_inner()).remove(connection);
+        self.delete_mark(user, connection).await
+    }
+
+    async fn delete_mark(&self, user: &str, connection: &str) -> Result<(), redis::RedisError> {
         let mut conn = self.redis.clone();
         redis::cmd("HDEL").arg(self.key(user)).arg(connection).query_async::<()>(&mut conn).await
     }

@@ -20,7 +20,8 @@ use rdkafka::Message;
 use rdkafka::message::BorrowedMessage;
 use redis::aio::ConnectionManager;
 use serde_json::value::RawValue;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Redis key and channel names under one prefix.
@@ -72,14 +73,43 @@ end
 return 0
 ";
 
-/// The frames one event causes.
-#[derive(Debug, Default)]
+/// The frames one event causes: the same data for each recipient.
+#[derive(Debug)]
 struct Frames {
-    /// (recipient, event_type, data), appended to each recipient's stream.
-    users: Vec<(String, &'static str, serde_json::Value)>,
-    /// (game id, data) of a `game.update` for the game's channel.
-    game: Option<(String, serde_json::Value)>,
+    /// Appended to each one's stream.
+    recipients: Vec<String>,
+    event_type: &'static str,
+    data: serde_json::Value,
+    /// The game whose spectator channel gets a copy too.
+    game: Option<String>,
 }
+
+/// Why an event's frames could not be worked out now.
+#[derive(Debug)]
+enum Unroutable {
+    /// The read models do not have what the frame shows yet (the projector is behind):
+    /// retried, up to [`NOT_READY_LIMIT`].
+    NotReady(String),
+    /// A store failed: retried until it answers.
+    Failed(String),
+}
+
+impl std::fmt::Display for Unroutable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotReady(m) => write!(f, "not projected yet: {m}"),
+            Self::Failed(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> Unroutable {
+    Unroutable::Failed(e.to_string())
+}
+
+/// How long an event may wait for the read models it needs; then it is pushed to nobody
+/// (the query API still shows it) rather than holding its partition back for ever.
+const NOT_READY_LIMIT: Duration = Duration::from_secs(60);
 
 pub struct Router {
     consumer: GroupConsumer,
@@ -142,16 +172,19 @@ impl Router {
         }))
     }
 
-    /// The frames one event causes.
-    async fn frames_for(&self, envelope: &Envelope) -> Result<Frames, String> {
+    /// The frames one event causes, if any.
+    async fn frames_for(&self, envelope: &Envelope) -> Result<Option<Frames>, Unroutable> {
         if games::updates_game(&envelope.payload) {
-            return self.game_update(envelope).await;
+            return self.game_update(envelope).await.map(Some);
         }
-        let users = match &envelope.payload {
+        let frames = match &envelope.payload {
             Event::PostCreated(PostCreated { post_id, author_id, text }) => {
                 let author_id = author_id.to_string();
-                let author =
-                    self.author(&author_id).await.map_err(|e| e.to_string())?.ok_or("author not projected yet")?;
+                let author = self
+                    .author(&author_id)
+                    .await
+                    .map_err(failed)?
+                    .ok_or_else(|| Unroutable::NotReady(format!("author {author_id}")))?;
                 let post = serde_json::json!({
                     "post_id": post_id.to_string(),
                     "author": author,
@@ -161,8 +194,8 @@ impl Router {
                     "comment_count": 0,
                     "liked_by_me": false,
                 });
-                let followers = self.followers(&author_id).await.map_err(|e| e.to_string())?;
-                followers.into_iter().map(|f| (f, "feed.post", post.clone())).collect()
+                let followers = self.followers(&author_id).await.map_err(failed)?;
+                Frames { recipients: followers, event_type: "feed.post", data: post, game: None }
             }
             Event::MessageSent(e) => {
                 let message = serde_json::json!({
@@ -173,15 +206,16 @@ impl Router {
                     "text": e.text,
                     "created_at": at(envelope),
                 });
-                vec![(e.from.to_string(), "message", message.clone()), (e.to.to_string(), "message", message)]
+                let recipients = vec![e.from.to_string(), e.to.to_string()];
+                Frames { recipients, event_type: "message", data: message, game: None }
             }
             _ => match notified(&envelope.payload) {
                 Some((recipient, kind, actor, subject)) => {
                     let actor_ref = self
                         .author(&actor.to_string())
                         .await
-                        .map_err(|e| e.to_string())?
-                        .ok_or("actor not projected yet")?;
+                        .map_err(failed)?
+                        .ok_or_else(|| Unroutable::NotReady(format!("actor {actor}")))?;
                     let notification = serde_json::json!({
                         "notification_id": agora_schemas::NotificationId::of(envelope.event_id, recipient).to_string(),
                         "kind": kind,
@@ -190,122 +224,95 @@ impl Router {
                         "created_at": at(envelope),
                         "read": false,
                     });
-                    vec![(recipient.to_string(), "notification", notification)]
+                    Frames {
+                        recipients: vec![recipient.to_string()],
+                        event_type: "notification",
+                        data: notification,
+                        game: None,
+                    }
                 }
-                None => Vec::new(),
+                None => return Ok(None),
             },
         };
-        Ok(Frames { users, game: None })
+        Ok(Some(frames))
     }
 
     /// A `game.update` for both players and the game's channel, once the projector's game
     /// document has reached the event.
-    async fn game_update(&self, envelope: &Envelope) -> Result<Frames, String> {
+    async fn game_update(&self, envelope: &Envelope) -> Result<Frames, Unroutable> {
         let id = envelope.aggregate_id().to_string();
         let games = self.db.get().collection::<Document>(agora_projector::readmodel::Coll::Games.name());
-        let document = games.find_one(doc! {"_id": &id}).await.map_err(|e| e.to_string())?;
+        let document = games.find_one(doc! {"_id": &id}).await.map_err(failed)?;
         let game = match document.as_ref().map(|d| games::game_at(d, envelope)) {
             Some(Reading::At(game)) => game,
-            None | Some(Reading::Behind) => return Err(format!("game {id} not projected up to this event yet")),
+            None | Some(Reading::Behind) => return Err(Unroutable::NotReady(format!("game {id} at this event"))),
             Some(Reading::Never) => {
-                tracing::warn!(game_id = %id, event_id = %envelope.event_id, "a game document that cannot hold this event; no update pushed");
-                return Ok(Frames::default());
+                return Err(Unroutable::NotReady(format!("game {id}: a document that cannot hold this event")));
             }
         };
         let player = |user: &str| {
             let user = user.to_owned();
-            async move { self.author(&user).await.map_err(|e| e.to_string())?.ok_or("player not projected yet".to_owned()) }
+            async move {
+                self.author(&user).await.map_err(failed)?.ok_or_else(|| Unroutable::NotReady(format!("player {user}")))
+            }
         };
         let (white, black) = (player(&game.white_id).await?, player(&game.black_id).await?);
         let data = game.to_json(white, black);
-        let users = vec![
-            (game.white_id.clone(), "game.update", data.clone()),
-            (game.black_id.clone(), "game.update", data.clone()),
-        ];
-        Ok(Frames { users, game: Some((id, data)) })
+        let recipients = vec![game.white_id.clone(), game.black_id.clone()];
+        Ok(Frames { recipients, event_type: "game.update", data, game: Some(id) })
     }
 
-    /// Appends to `pipe` the delivery of one frame to one recipient's stream and channel.
-    fn deliver_into(
-        &self,
-        pipe: &mut redis::Pipeline,
-        envelope: &Envelope,
-        recipient: &str,
-        event_type: &'static str,
-        data: &serde_json::Value,
-        min_id: i64,
-    ) -> Result<(), String> {
-        let delivery = Delivery {
-            event_id: envelope.event_id.to_string(),
-            event_type: event_type.to_owned(),
-            occurred_ms: envelope.occurred_at.timestamp_millis(),
-            data: RawValue::from_string(data.to_string()).map_err(|e| e.to_string())?,
-            in_streams_of: Vec::new(),
-        };
-        let json = serde_json::to_string(&delivery).map_err(|e| e.to_string())?;
-        pipe.cmd("EVALSHA")
-            .arg(self.script.get_hash())
-            .arg(3)
-            .arg(self.keys.delivered(&delivery.event_id, recipient))
-            .arg(self.keys.user_stream(recipient))
-            .arg(self.keys.user_channel(recipient))
-            .arg(json)
-            .arg(self.retention.as_secs().max(1))
-            .arg(min_id)
-            .arg(self.dedupe.as_secs().max(1));
-        Ok(())
-    }
-
-    /// Appends to `pipe` the publication of a `game.update` on the game's channel; `players`
-    /// get it in their own streams, so their sockets skip this copy.
-    fn publish_game_into(
-        &self,
-        pipe: &mut redis::Pipeline,
-        envelope: &Envelope,
-        game: &str,
-        players: Vec<String>,
-        data: &serde_json::Value,
-    ) -> Result<(), String> {
-        let delivery = Delivery {
-            event_id: envelope.event_id.to_string(),
-            event_type: "game.update".to_owned(),
-            occurred_ms: envelope.occurred_at.timestamp_millis(),
-            data: RawValue::from_string(data.to_string()).map_err(|e| e.to_string())?,
-            in_streams_of: players,
-        };
-        let json = serde_json::to_string(&delivery).map_err(|e| e.to_string())?;
-        let channel = self.keys.game_channel(game);
-        pipe.cmd("EVALSHA")
-            .arg(self.publish_once.get_hash())
-            .arg(2)
-            .arg(self.keys.delivered(&delivery.event_id, &channel))
-            .arg(channel)
-            .arg(json)
-            .arg(self.dedupe.as_secs().max(1));
-        Ok(())
-    }
-
-    /// Routes a batch: every event's frames are worked out (their reads run together), then
-    /// delivered in log order through pipelines of up to [`PIPELINE`] scripts, so a batch
-    /// costs a few round trips rather than one per recipient. Pipelines keep their order, so
-    /// each partition's events reach each stream in the log's order.
-    async fn route(&self, envelopes: &[Envelope]) -> Result<(), String> {
-        let frames = futures::future::try_join_all(envelopes.iter().map(|e| self.frames_for(e))).await?;
+    /// Delivers `routed` (events with their frames, in log order) through pipelines of up to
+    /// [`PIPELINE`] scripts: a batch costs a few round trips rather than one per recipient,
+    /// and pipelines keep their order, so each partition's events reach each stream in the
+    /// log's order. A delivery's JSON is built once per event, whatever its fan-out.
+    async fn deliver(&self, routed: &[(&Envelope, &Frames)]) -> Result<(), String> {
         let min_id = (chrono::Utc::now().timestamp_millis() - self.retention.as_millis() as i64).max(0);
+        let (retention, dedupe) = (self.retention.as_secs().max(1), self.dedupe.as_secs().max(1));
         let mut pipe = redis::pipe();
         let mut kinds: Vec<&'static str> = Vec::new();
-        for (envelope, frames) in envelopes.iter().zip(frames) {
-            let players: Vec<String> = frames.users.iter().map(|(u, _, _)| u.clone()).collect();
-            for (recipient, event_type, data) in &frames.users {
-                self.deliver_into(&mut pipe, envelope, recipient, event_type, data, min_id)?;
-                kinds.push(event_type);
+        for (envelope, frames) in routed {
+            let event_id = envelope.event_id.to_string();
+            let delivery = |in_streams_of: Vec<String>| -> Result<String, String> {
+                let data = RawValue::from_string(frames.data.to_string()).map_err(|e| e.to_string())?;
+                let d = Delivery {
+                    event_id: event_id.clone(),
+                    event_type: frames.event_type.to_owned(),
+                    occurred_ms: envelope.occurred_at.timestamp_millis(),
+                    data,
+                    in_streams_of,
+                };
+                serde_json::to_string(&d).map_err(|e| e.to_string())
+            };
+            let json = delivery(Vec::new())?;
+            for recipient in &frames.recipients {
+                pipe.cmd("EVALSHA")
+                    .arg(self.script.get_hash())
+                    .arg(3)
+                    .arg(self.keys.delivered(&event_id, recipient))
+                    .arg(self.keys.user_stream(recipient))
+                    .arg(self.keys.user_channel(recipient))
+                    .arg(&json)
+                    .arg(retention)
+                    .arg(min_id)
+                    .arg(dedupe);
+                kinds.push(frames.event_type);
+                if kinds.len() >= PIPELINE {
+                    self.send(std::mem::take(&mut pipe), std::mem::take(&mut kinds)).await?;
+                }
             }
-            if let Some((game, data)) = &frames.game {
-                self.publish_game_into(&mut pipe, envelope, game, players, data)?;
+            if let Some(game) = &frames.game {
+                // The players get it in their own streams, so their sockets skip this copy.
+                let json = delivery(frames.recipients.clone())?;
+                let channel = self.keys.game_channel(game);
+                pipe.cmd("EVALSHA")
+                    .arg(self.publish_once.get_hash())
+                    .arg(2)
+                    .arg(self.keys.delivered(&event_id, &channel))
+                    .arg(channel)
+                    .arg(json)
+                    .arg(dedupe);
                 kinds.push("game.update.channel");
-            }
-            if kinds.len() >= PIPELINE {
-                self.send(std::mem::take(&mut pipe), std::mem::take(&mut kinds)).await?;
             }
         }
         if !kinds.is_empty() {
@@ -344,32 +351,79 @@ impl Router {
     }
 }
 
-/// Events handed to [`Router::route`] at once (what one poll has fetched, up to this).
+/// Events handed to the router at once (what one poll has fetched, up to this).
 const MAX_BATCH: usize = 500;
 
 /// Scripts per Redis pipeline.
 const PIPELINE: usize = 1000;
 
 impl consumer::BatchHandler for Router {
+    /// Routes a batch. Every event's frames are worked out together; an event that cannot be
+    /// routed yet holds back only the events after it on its own partition, and the rest go
+    /// out. The batch is done (its offsets stored) once every event is delivered or given up.
     async fn handle_batch(&self, messages: &[BorrowedMessage<'_>], mut shutdown: watch::Receiver<bool>) -> Handled {
         // The projector dead-letters what cannot be decoded; nothing to push for it here.
-        let envelopes: Vec<Envelope> =
-            messages.iter().filter_map(|m| Envelope::from_json(m.payload().unwrap_or_default()).ok()).collect();
+        let events: Vec<((&str, i32), Envelope)> = messages
+            .iter()
+            .filter_map(|m| {
+                Some(((m.topic(), m.partition()), Envelope::from_json(m.payload().unwrap_or_default()).ok()?))
+            })
+            .collect();
+        let mut pending: Vec<usize> = (0..events.len()).collect();
+        let mut waiting_since: HashMap<usize, Instant> = HashMap::new();
         let mut pause = Duration::from_millis(50);
-        loop {
-            // A retry repeats the whole batch; the delivered marks keep it from pushing twice.
-            match self.route(&envelopes).await {
-                Ok(()) => return Handled::Done,
-                Err(e) => {
-                    tracing::warn!(error = %e, events = envelopes.len(), "routing a batch failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(pause) => {}
-                        _ = shutdown.wait_for(|s| *s) => return Handled::Interrupted,
+        while !pending.is_empty() {
+            let worked_out = futures::future::join_all(pending.iter().map(|&i| self.frames_for(&events[i].1))).await;
+            let mut held: HashSet<(&str, i32)> = HashSet::new();
+            let (mut ready, mut later) = (Vec::new(), Vec::new());
+            let mut problem = None;
+            for (&i, outcome) in pending.iter().zip(worked_out) {
+                let (partition, envelope) = (&events[i].0, &events[i].1);
+                if held.contains(partition) {
+                    later.push(i);
+                    continue;
+                }
+                match outcome {
+                    Ok(Some(frames)) => ready.push((i, frames)),
+                    Ok(None) => {}
+                    Err(Unroutable::NotReady(what))
+                        if waiting_since.get(&i).is_some_and(|t| t.elapsed() >= NOT_READY_LIMIT) =>
+                    {
+                        tracing::warn!(event_id = %envelope.event_id, %what, "gave up waiting for the read models; event pushed to nobody");
+                        metrics::counter!(names::EVENTS_UNPUSHED).increment(1);
                     }
-                    pause = (pause * 2).min(Duration::from_secs(2));
+                    Err(e) => {
+                        waiting_since.entry(i).or_insert_with(Instant::now);
+                        held.insert(*partition);
+                        later.push(i);
+                        problem = Some((matches!(e, Unroutable::Failed(_)), e.to_string()));
+                    }
                 }
             }
+            let routed: Vec<(&Envelope, &Frames)> = ready.iter().map(|(i, f)| (&events[*i].1, f)).collect();
+            match self.deliver(&routed).await {
+                // A retry after a failed delivery repeats it; the delivered marks keep it from
+                // pushing twice.
+                Err(e) => problem = Some((true, e)),
+                Ok(()) => pending = later,
+            }
+            if pending.is_empty() {
+                break;
+            }
+            match problem {
+                Some((true, e)) => tracing::warn!(error = %e, waiting = pending.len(), "routing failed; retrying"),
+                Some((false, e)) => {
+                    tracing::debug!(error = %e, waiting = pending.len(), "events wait for the read models")
+                }
+                None => {}
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.wait_for(|s| *s) => return Handled::Interrupted,
+            }
+            pause = (pause * 2).min(Duration::from_secs(2));
         }
+        Handled::Done
     }
 }
 

@@ -57,8 +57,12 @@ impl Application {
         let consumer = consumer::subscribe(&common.kafka_brokers, &config.group_id, &common.topics().event_topics())
             .context("creating the kafka consumer")?;
         let read_db = ReadDb::follow(db.client().clone(), common.mongo_db.clone()).await;
+        // The router's pipelines get a connection of their own, so a large fan-out never
+        // queues the sockets' commands (resume, presence, the stream head) behind it.
+        let router_redis =
+            redis_client::connect(&common.redis_url, common.ready_timeout).context("configuring redis")?;
         let event_router =
-            Router::new(consumer, redis.clone(), read_db, keys.clone(), config.stream_retention, config.router_dedupe);
+            Router::new(consumer, router_redis, read_db, keys.clone(), config.stream_retention, config.router_dedupe);
         let (stop, stop_rx) = watch::channel(false);
         let probes = vec![
             kafka::probe(&common.kafka_brokers, common.ready_timeout).context("creating the kafka probe")?,
@@ -104,7 +108,7 @@ impl Application {
 /// The read buffer of each socket, bytes. tungstenite zero-fills the whole buffer on each
 /// read, so all of it is resident; it grows to fit a larger frame when one comes.
 const CLIENT_READ_BUFFER: usize = 256;
-/// The largest client frame accepted, bytes; a larger one closes the socket (1009).
+/// The largest client frame accepted, bytes; a larger one ends the connection.
 const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
 
 async fn stream(

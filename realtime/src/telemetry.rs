@@ -14,3 +14,6 @@ pub const SLOW_CLIENTS_CLOSED: &str = "agora_realtime_slow_clients_closed_total"
 pub const UPGRADES_REFUSED: &str = "agora_realtime_upgrades_refused_total";
 /// Counter, label `outcome` (`replayed`, `reset`): `resume` ops served.
 pub const RESUMES: &str = "agora_realtime_resumes_total";
+/// Counter: events whose frames were never pushed because the read models they show did not
+/// catch up within 60 s (the query API still shows them; a client may refetch).
+pub const EVENTS_UNPUSHED: &str = "agora_realtime_events_unpushed_total";

@@ -137,6 +137,10 @@ async fn a_user_on_one_process_gets_each_event_another_user_on_another_process_c
     app.shutdown().await;
 }
 
+async fn next_frame(ws: &mut Ws) -> Value {
+    next_json(ws, Duration::from_secs(5)).await.expect("a frame")
+}
+
 async fn send(ws: &mut Ws, op: Value) {
     ws.send(Message::Text(op.to_string().into())).await.unwrap();
 }
@@ -345,5 +349,51 @@ async fn when_a_process_is_killed_its_clients_resume_on_the_other_with_nothing_l
     let live = messages(&mut bob_ws, 1).await;
     assert_eq!(live.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), ["live again"]);
     drop(p1);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn frames_published_while_a_process_lost_its_pubsub_connection_still_reach_its_sockets() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = (app.user("ann").await, app.user("bob").await);
+    let (mut bob_ws, _) = app.connect_ws(&bob.token).await;
+    message(&app, &ann, &bob, "before").await;
+    assert_eq!(messages(&mut bob_ws, 1).await.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), ["before"]);
+
+    // Every pub/sub connection on this Redis is dropped (other tests' hubs reconnect too);
+    // messages routed before this hub is back are published to nobody.
+    let redis = redis::Client::open(app.stack.redis.as_str()).unwrap();
+    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+    let killed: i64 = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub").query_async(&mut conn).await.unwrap();
+    assert!(killed >= 1, "no pub/sub connection to drop");
+    let texts: Vec<String> = (0..10).map(|i| format!("during {i}")).collect();
+    for text in &texts {
+        message(&app, &ann, &bob, text).await;
+    }
+    let got = messages(&mut bob_ws, texts.len()).await;
+    assert_eq!(got.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), texts, "each once, in order, none lost");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_socket_watches_at_most_20_games_and_bad_ops_get_error_frames_without_closing_it() {
+    let app = TestApp::spawn().await;
+    let cy = app.user("cy").await;
+    let (mut ws, _) = app.connect_ws(&cy.token).await;
+    let games: Vec<String> = (0..21).map(|_| format!("game:{}", uuid::Uuid::now_v7())).collect();
+    for channel in &games[..20] {
+        acknowledged(&mut ws, json!({"op": "subscribe", "channel": channel}), "subscribed").await;
+    }
+    send(&mut ws, json!({"op": "subscribe", "channel": games[20]})).await;
+    let frame = next_frame(&mut ws).await;
+    assert_eq!((frame["type"].as_str(), frame["code"].as_str()), (Some("error"), Some("too_many_channels")), "{frame}");
+    acknowledged(&mut ws, json!({"op": "unsubscribe", "channel": games[0]}), "unsubscribed").await;
+    acknowledged(&mut ws, json!({"op": "subscribe", "channel": games[20]}), "subscribed").await;
+    send(&mut ws, json!({"op": "subscribe", "channel": "lobby"})).await;
+    assert_eq!(next_frame(&mut ws).await["code"], "bad_channel");
+    ws.send(Message::Text("not json".into())).await.unwrap();
+    assert_eq!(next_frame(&mut ws).await["code"], "bad_frame");
+    send(&mut ws, json!({"op": "ping"})).await;
+    assert_eq!(next_json(&mut ws, Duration::from_secs(5)).await.expect("a pong")["type"], "pong", "still open");
     app.shutdown().await;
 }
