@@ -369,7 +369,12 @@ impl consumer::BatchHandler for Router {
                 Some(((m.topic(), m.partition()), Envelope::from_json(m.payload().unwrap_or_default()).ok()?))
             })
             .collect();
-        let mut pending: Vec<usize> = (0..events.len()).collect();
+        // Each partition's events in log order, the partitions interleaved by event time, so
+        // that events of different aggregates fetched together reach a stream in the order
+        // they happened.
+        let keys: Vec<(&(&str, i32), i64)> =
+            events.iter().map(|(p, e)| (p, e.occurred_at.timestamp_millis())).collect();
+        let mut pending: Vec<usize> = merged_by_time(&keys);
         let mut waiting_since: HashMap<usize, Instant> = HashMap::new();
         let mut pause = Duration::from_millis(50);
         while !pending.is_empty() {
@@ -427,6 +432,30 @@ impl consumer::BatchHandler for Router {
     }
 }
 
+/// The order to handle a batch in: each partition's items keep their order, and across
+/// partitions the item that happened first (`keys`: partition and time) goes first, ties to
+/// the earlier fetched.
+fn merged_by_time<P: Eq + std::hash::Hash>(keys: &[(P, i64)]) -> Vec<usize> {
+    let mut queues: Vec<std::collections::VecDeque<usize>> = Vec::new();
+    let mut index: HashMap<&P, usize> = HashMap::new();
+    for (i, (partition, _)) in keys.iter().enumerate() {
+        let q = *index.entry(partition).or_insert_with(|| {
+            queues.push(std::collections::VecDeque::new());
+            queues.len() - 1
+        });
+        queues[q].push_back(i);
+    }
+    let mut order = Vec::with_capacity(keys.len());
+    while let Some(q) =
+        (0..queues.len()).filter_map(|q| queues[q].front().map(|&i| (keys[i].1, i, q))).min().map(|(_, _, q)| q)
+    {
+        if let Some(i) = queues[q].pop_front() {
+            order.push(i);
+        }
+    }
+    order
+}
+
 fn at(envelope: &Envelope) -> String {
     envelope.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -450,6 +479,17 @@ pub fn notified(event: &Event) -> Option<(agora_schemas::UserId, &'static str, a
 #[cfg(test)]
 mod notified_tests {
     use super::*;
+
+    #[test]
+    fn a_batch_goes_in_event_time_across_partitions_and_in_log_order_within_one() {
+        // Partition b's second item is older than its first (another instance's clock):
+        // log order wins within a partition.
+        let keys = [("a", 30), ("b", 10), ("a", 40), ("b", 5), ("c", 20)];
+        let order = merged_by_time(&keys);
+        assert_eq!(order, vec![1, 3, 4, 0, 2]);
+        assert_eq!(merged_by_time::<&str>(&[]), Vec::<usize>::new());
+        assert_eq!(merged_by_time(&[("a", 2), ("b", 2), ("a", 1)]), vec![0, 2, 1], "ties go to the earlier fetched");
+    }
     use agora_schemas::events::{PostLiked, UserFollowed};
     use agora_schemas::{PostId, UserId};
 
