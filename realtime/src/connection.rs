@@ -71,6 +71,7 @@ where
     let start = parse_stream_pos(&session.stream_pos).map(|(_, id)| id);
     let mut live = false;
     let live_at = tokio::time::Instant::now() + RESUME_WINDOW;
+    let mut catch_up_at: Option<tokio::time::Instant> = None;
     let close = |code: u16, reason: &'static str| Message::Close(Some(CloseFrame { code, reason: reason.into() }));
     // After each write: carry on, stop (the socket is gone), or close a client that stopped
     // reading with 1013.
@@ -99,8 +100,15 @@ where
             _ = tokio::time::sleep_until(live_at), if !live => live = true,
             // Frames published while the process's pub/sub connection was down never came:
             // fetch them from the stream, after the newest one written. (Before the socket is
-            // live the client's own `resume` is still to come and covers them.)
+            // live the client's own `resume` is still to come and covers them.) Each socket
+            // waits its own fraction of a second, so the process's sockets do not all read
+            // Redis at once; live frames meanwhile wait in the queue, and those the catch-up
+            // also brings are then skipped as already written.
             Ok(()) = member.reconnected.changed(), if live => {
+                catch_up_at = Some(tokio::time::Instant::now() + jitter(&session.connection_id, CATCH_UP_SPREAD));
+            }
+            _ = async { if let Some(at) = catch_up_at { tokio::time::sleep_until(at).await } }, if catch_up_at.is_some() => {
+                catch_up_at = None;
                 let (ms, seq) = sent_max.or(start).unwrap_or((0, 0));
                 let after = stream_pos(&session.epoch, &format!("{ms}-{seq}"));
                 match Box::pin(resume(&session, &after, &mut sent_max)).await {
@@ -158,6 +166,18 @@ where
             }
         }
     }
+}
+
+/// Over how long a process's sockets spread their catch-up after a pub/sub reconnect.
+const CATCH_UP_SPREAD: Duration = Duration::from_secs(1);
+
+/// A random delay below `spread` (the process's random hash seed over `key`).
+fn jitter(key: &str, spread: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(key.as_bytes());
+    let millis = spread.as_millis().max(1) as u64;
+    Duration::from_millis(h.finish() % millis)
 }
 
 /// How a write to a socket ended.
@@ -365,6 +385,14 @@ mod tests {
         assert!(stream_id("1700000000001-0") > stream_id("1700000000000-99"));
         assert_eq!(parse_stream_pos("garbage"), None);
         assert_eq!(parse_stream_pos("e-1-x"), None);
+    }
+
+    #[test]
+    fn catch_up_delays_stay_below_the_spread_and_differ() {
+        let delays: std::collections::BTreeSet<Duration> =
+            (0..200).map(|i| jitter(&format!("connection-{i}"), CATCH_UP_SPREAD)).collect();
+        assert!(delays.iter().all(|d| *d < CATCH_UP_SPREAD));
+        assert!(delays.len() > 100, "spread out, not one instant: {} distinct", delays.len());
     }
 
     #[test]
