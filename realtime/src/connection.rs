@@ -102,8 +102,8 @@ where
             // fetch them from the stream, after the newest one written. (Before the socket is
             // live the client's own `resume` is still to come and covers them.) Each socket
             // waits its own fraction of a second, so the process's sockets do not all read
-            // Redis at once; live frames meanwhile wait in the queue, and those the catch-up
-            // also brings are then skipped as already written.
+            // Redis at once; live frames meanwhile wait in the queue (below), and those the
+            // catch-up also brings are then skipped as already written.
             Ok(()) = member.reconnected.changed(), if live => {
                 catch_up_at = Some(tokio::time::Instant::now() + jitter(&session.connection_id, CATCH_UP_SPREAD));
             }
@@ -116,7 +116,9 @@ where
                     Err(e) => tracing::warn!(error = %e, "catching up after a pub/sub reconnect failed"),
                 }
             }
-            published = member.rx.recv(), if live => {
+            // Held while a catch-up is due: written now, a live frame would move the high mark
+            // past the frames the catch-up is to bring.
+            published = member.rx.recv(), if live && catch_up_at.is_none() => {
                 let Some(published) = published else { break };
                 let Some((id, json)) = published.payload.split_once('|') else { continue };
                 let text = if *published.channel == *user_channel {
