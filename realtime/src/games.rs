@@ -39,7 +39,7 @@ pub enum Reading {
     At(Box<GameAt>),
     /// The projector has not applied the event yet: read again later.
     Behind,
-    /// Not a game update, or a document that cannot hold this event (logged and skipped).
+    /// Not a game update, or a document that cannot hold this event.
     Never,
 }
 

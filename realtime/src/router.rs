@@ -245,10 +245,9 @@ impl Router {
         let document = games.find_one(doc! {"_id": &id}).await.map_err(failed)?;
         let game = match document.as_ref().map(|d| games::game_at(d, envelope)) {
             Some(Reading::At(game)) => game,
-            None | Some(Reading::Behind) => return Err(Unroutable::NotReady(format!("game {id} at this event"))),
-            Some(Reading::Never) => {
-                return Err(Unroutable::NotReady(format!("game {id}: a document that cannot hold this event")));
-            }
+            // Missing, behind, or (from a store that lost data) unable to hold this event: all
+            // wait for the projector, and are given up after the router's limit.
+            _ => return Err(Unroutable::NotReady(format!("game {id} at this event"))),
         };
         let player = |user: &str| {
             let user = user.to_owned();
