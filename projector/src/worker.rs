@@ -114,14 +114,18 @@ impl consumer::BatchHandler for Worker {
             }
         }
         // A store failure is retried rather than skipped: skipping would lose the events.
-        // Feeds read what the batch wrote, so they go after it; positions go last, since a
-        // consistency token covers everything.
+        // Feeds read what the batch wrote, so they go after it. The cached answers the batch
+        // changed are retired next, and positions go last: a query whose consistency token
+        // they satisfy must find neither an old read model nor an old cached answer.
         let mut pause = Duration::from_millis(50);
-        let mut feed_heads = Vec::new();
         loop {
             let done = async {
                 self.store.apply(writes.clone()).await?;
-                feed_heads = feeds::apply(&self.store, self.feeds, &feed_tasks).await?;
+                let feed_heads = feeds::apply(&self.store, self.feeds, &feed_tasks).await?;
+                let mut stale = invalidation::affected(&writes);
+                stale.extend(feed_heads);
+                stale.extend(self.slot_owners(&invalidation::slots_to_resolve(&writes)).await);
+                self.invalidate(&stale).await;
                 self.store.advance_positions(&positions).await
             };
             match done.await {
@@ -137,10 +141,6 @@ impl consumer::BatchHandler for Worker {
                 }
             }
         }
-        let mut stale = invalidation::affected(&writes);
-        stale.extend(feed_heads);
-        stale.extend(self.slot_owners(&invalidation::slots_to_resolve(&writes)).await);
-        self.invalidate(&stale).await;
         metrics::histogram!(names::BATCH_EVENTS).record(messages.len() as f64);
         let now = chrono::Utc::now();
         for envelope in &applied {
