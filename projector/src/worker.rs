@@ -52,7 +52,7 @@ impl Worker {
         feeds: FeedSettings,
         max_batch: usize,
     ) -> anyhow::Result<Self> {
-        let consumer = consumer::subscribe(brokers, group_id, &topics.event_topics())?;
+        let consumer = consumer::subscribe(brokers, group_id, &topics.event_topics(), consumer::Fetch::Immediate)?;
         let dead_letters = agora_platform::kafka::producer_config(brokers, Duration::from_secs(30)).create()?;
         Ok(Self {
             consumer,

@@ -54,8 +54,13 @@ impl Application {
         let db = mongo::connect(common, &common.mongo_db).await.context("configuring mongodb")?;
         let redis = redis_client::connect(&common.redis_url, common.ready_timeout).context("configuring redis")?;
         let keys = Keys::new(common.redis_prefix.clone());
-        let consumer = consumer::subscribe(&common.kafka_brokers, &config.group_id, &common.topics().event_topics())
-            .context("creating the kafka consumer")?;
+        let fetch = match config.router_fetch_wait {
+            wait if wait.is_zero() => consumer::Fetch::Immediate,
+            wait => consumer::Fetch::Gather(wait),
+        };
+        let consumer =
+            consumer::subscribe(&common.kafka_brokers, &config.group_id, &common.topics().event_topics(), fetch)
+                .context("creating the kafka consumer")?;
         let read_db = ReadDb::follow(db.client().clone(), common.mongo_db.clone()).await;
         // The router's pipelines get a connection of their own, so a large fan-out never
         // queues the sockets' commands (resume, presence, the stream head) behind it.

@@ -59,7 +59,8 @@ impl HeadKeeper {
         topics: &agora_schemas::aggregate::Topics,
         db: &Database,
     ) -> Result<Self, rdkafka::error::KafkaError> {
-        let consumer = consumer::subscribe(brokers, group_id, &[topics.of(AggregateType::Post)])?;
+        let consumer =
+            consumer::subscribe(brokers, group_id, &[topics.of(AggregateType::Post)], consumer::Fetch::Immediate)?;
         Ok(Self { consumer, heads: db.collection("aggregates") })
     }
 
