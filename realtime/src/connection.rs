@@ -1,13 +1,12 @@
 //! One socket's loop, written over `Sink`/`Stream` so tests can drive it with channels.
 
 use crate::frames::{ClientFrame, Delivery, ServerFrame};
-use crate::hub::{Membership, Overflow};
+use crate::hub::{Mail, Mailbox, Membership};
 use crate::router::Keys;
 use crate::telemetry as names;
 use axum::extract::ws::{CloseFrame, Message};
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use std::time::Duration;
-use tokio::sync::watch;
 
 /// Close codes of the contract.
 pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
@@ -51,27 +50,47 @@ pub fn stream_pos(epoch: &str, stream_id: &str) -> String {
     format!("{epoch}-{stream_id}")
 }
 
-pub async fn serve<S, E>(socket: S, mut member: Membership, session: Session, mut shutdown: watch::Receiver<bool>)
+/// What one socket's loop owns. Every socket of the process waits in [`serve`], and a future
+/// keeps its arguments for its whole life besides the locals they move to
+/// (rust-lang/rust#62958), so all of it comes as one pointer.
+pub struct Connection<S> {
+    pub socket: S,
+    pub member: Membership,
+    pub session: Session,
+}
+
+impl<S> std::fmt::Debug for Connection<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection").field("session", &self.session).finish_non_exhaustive()
+    }
+}
+
+pub async fn serve<S, E>(conn: &mut Connection<S>)
 where
     S: Sink<Message, Error = E> + Stream<Item = Result<Message, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let (mut tx, mut rx) = socket.split();
+    // Its state is kept small: one timer for all deadlines, one mailbox for frames and
+    // signals, the socket not split in two (its halves would share it behind a lock), and
+    // each write's future boxed (a future is as large as its largest await).
+    let Connection { socket: tx, member, session } = conn;
     let ready = ServerFrame::Ready { connection_id: &session.connection_id, stream_pos: &session.stream_pos };
     if tx.send(Message::Text(ready.to_text().into())).await.is_err() {
         return;
     }
-    let mut heartbeat = tokio::time::interval(session.heartbeat);
-    heartbeat.tick().await;
-    let overflow = member.overflow.clone();
+    let mailbox = member.mailbox.clone();
     let user_channel = session.keys.user_channel(&session.user);
     // The newest user-stream entry written to this socket: live and replayed frames meet
     // here, so none is sent twice and none goes out of order.
     let mut sent_max: Option<(u64, u64)> = None;
     let start = parse_stream_pos(&session.stream_pos).map(|(_, id)| id);
     let mut live = false;
-    let live_at = tokio::time::Instant::now() + RESUME_WINDOW;
+    let now = tokio::time::Instant::now();
+    let live_at = now + RESUME_WINDOW;
+    let mut ping_at = now + session.heartbeat;
     let mut catch_up_at: Option<tokio::time::Instant> = None;
+    let timer = tokio::time::sleep_until(live_at.min(ping_at));
+    tokio::pin!(timer);
     let close = |code: u16, reason: &'static str| Message::Close(Some(CloseFrame { code, reason: reason.into() }));
     // After each write: carry on, stop (the socket is gone), or close a client that stopped
     // reading with 1013.
@@ -81,7 +100,7 @@ where
                 Written::Sent => {}
                 Written::Gone => break,
                 Written::Stuck => {
-                    close_slow(&mut tx, close(CLOSE_TRY_AGAIN_LATER, "client too slow")).await;
+                    Box::pin(close_slow(&mut *tx, close(CLOSE_TRY_AGAIN_LATER, "client too slow"))).await;
                     break;
                 }
             }
@@ -89,65 +108,87 @@ where
     }
     loop {
         tokio::select! {
-            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => {
-                close_slow(&mut tx, close(CLOSE_SERVICE_RESTART, "server restarting; reconnect")).await;
-                break;
-            }
-            _ = overflow.wait() => {
-                close_slow(&mut tx, close(CLOSE_TRY_AGAIN_LATER, "client too slow")).await;
-                break;
-            }
-            _ = tokio::time::sleep_until(live_at), if !live => live = true,
-            // Frames published while the process's pub/sub connection was down never came:
-            // fetch them from the stream, after the newest one written. (Before the socket is
-            // live the client's own `resume` is still to come and covers them.) Each socket
-            // waits its own fraction of a second, so the process's sockets do not all read
-            // Redis at once; live frames meanwhile wait in the queue (below), and those the
-            // catch-up also brings are then skipped as already written.
-            Ok(()) = member.reconnected.changed(), if live => {
-                catch_up_at = Some(tokio::time::Instant::now() + jitter(&session.connection_id, CATCH_UP_SPREAD));
-            }
-            _ = async { if let Some(at) = catch_up_at { tokio::time::sleep_until(at).await } }, if catch_up_at.is_some() => {
-                catch_up_at = None;
-                let (ms, seq) = sent_max.or(start).unwrap_or((0, 0));
-                let after = stream_pos(&session.epoch, &format!("{ms}-{seq}"));
-                match Box::pin(resume(&session, &after, &mut sent_max)).await {
-                    Ok(frames) => or_end!(send_all(&mut tx, frames, &overflow).await),
-                    Err(e) => tracing::warn!(error = %e, "catching up after a pub/sub reconnect failed"),
-                }
-            }
-            // Held while a catch-up is due: written now, a live frame would move the high mark
-            // past the frames the catch-up is to bring.
-            published = member.rx.recv(), if live && catch_up_at.is_none() => {
-                let Some(published) = published else { break };
-                let Some((id, json)) = published.payload.split_once('|') else { continue };
-                let text = if *published.channel == *user_channel {
-                    let Some(at) = stream_id(id) else { continue };
-                    if sent_max.is_some_and(|max| at <= max) {
-                        continue;
+            // Frames are held until the socket is live, and while a catch-up is due: written
+            // then, a live frame would move the high mark past the frames the catch-up is to
+            // bring.
+            mail = mailbox.next(Mailbox::TOO_SLOW | Mailbox::RESTART | Mailbox::RECONNECTED, live && catch_up_at.is_none()) => match mail {
+                Mail::Signal(raised) => {
+                    if raised & Mailbox::RESTART != 0 {
+                        Box::pin(close_slow(&mut *tx, close(CLOSE_SERVICE_RESTART, "server restarting; reconnect"))).await;
+                        break;
                     }
-                    sent_max = Some(at);
-                    event_frame(&session.epoch, id, json, None)
-                } else {
-                    // A channel frame is not in the user's stream: it carries the position
-                    // reached so far, which stays a correct place to resume from.
+                    if raised & Mailbox::TOO_SLOW != 0 {
+                        Box::pin(close_slow(&mut *tx, close(CLOSE_TRY_AGAIN_LATER, "client too slow"))).await;
+                        break;
+                    }
+                    // Frames published while the process's pub/sub connection was down never
+                    // came: fetch them from the stream, after the newest one written. (Before
+                    // the socket is live the client's own `resume` is still to come and covers
+                    // them.) Each socket waits its own fraction of a second, so the process's
+                    // sockets do not all read Redis at once; live frames meanwhile wait in the
+                    // queue, and those the catch-up also brings are then skipped as written.
+                    if live {
+                        let at = tokio::time::Instant::now() + jitter(&session.connection_id, CATCH_UP_SPREAD);
+                        catch_up_at = Some(at);
+                        timer.as_mut().reset(at.min(ping_at));
+                    }
+                }
+                Mail::Frame(published) => {
+                    let Some((id, json)) = published.payload.split_once('|') else { continue };
+                    let text = if *published.channel == *user_channel {
+                        let Some(at) = stream_id(id) else { continue };
+                        if sent_max.is_some_and(|max| at <= max) {
+                            continue;
+                        }
+                        sent_max = Some(at);
+                        event_frame(&session.epoch, id, json, None)
+                    } else {
+                        // A channel frame is not in the user's stream: it carries the position
+                        // reached so far, which stays a correct place to resume from.
+                        let (ms, seq) = sent_max.or(start).unwrap_or((0, 0));
+                        event_frame(&session.epoch, &format!("{ms}-{seq}"), json, Some(&session.user))
+                    };
+                    let Some(text) = text else { continue };
+                    or_end!(Box::pin(write(&mut *tx, Message::Text(text.into()), &mailbox)).await);
+                }
+            },
+            () = &mut timer => {
+                let now = tokio::time::Instant::now();
+                if !live && now >= live_at {
+                    live = true;
+                }
+                if catch_up_at.is_some_and(|at| now >= at) {
+                    catch_up_at = None;
                     let (ms, seq) = sent_max.or(start).unwrap_or((0, 0));
-                    event_frame(&session.epoch, &format!("{ms}-{seq}"), json, Some(&session.user))
-                };
-                let Some(text) = text else { continue };
-                or_end!(write(&mut tx, Message::Text(text.into()), &overflow).await);
+                    let after = stream_pos(&session.epoch, &format!("{ms}-{seq}"));
+                    match Box::pin(resume(session, &after, &mut sent_max)).await {
+                        Ok(frames) => or_end!(Box::pin(send_all(&mut *tx, frames, &mailbox)).await),
+                        Err(e) => tracing::warn!(error = %e, "catching up after a pub/sub reconnect failed"),
+                    }
+                }
+                if now >= ping_at {
+                    ping_at = now + session.heartbeat;
+                    or_end!(Box::pin(write(&mut *tx, Message::Ping(Vec::new().into()), &mailbox)).await);
+                }
+                let mut next = ping_at;
+                if !live {
+                    next = next.min(live_at);
+                }
+                if let Some(at) = catch_up_at {
+                    next = next.min(at);
+                }
+                timer.as_mut().reset(next);
             }
-            _ = heartbeat.tick() => or_end!(write(&mut tx, Message::Ping(Vec::new().into()), &overflow).await),
-            incoming = rx.next() => {
+            incoming = tx.next() => {
                 let reply = match incoming {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
                     Some(Ok(Message::Text(text))) => {
                         live = true;
                         if let Ok(ClientFrame::Resume { after }) = serde_json::from_str::<ClientFrame>(text.as_str()) {
                             // Boxed: rare, and its future would otherwise enlarge every socket's.
-                            match Box::pin(resume(&session, &after, &mut sent_max)).await {
+                            match Box::pin(resume(session, &after, &mut sent_max)).await {
                                 Ok(frames) => {
-                                    or_end!(send_all(&mut tx, frames, &overflow).await);
+                                    or_end!(Box::pin(send_all(&mut *tx, frames, &mailbox)).await);
                                     None
                                 }
                                 Err(e) => {
@@ -156,14 +197,14 @@ where
                                 }
                             }
                         } else {
-                            client_op(&mut member, &session.keys, text.as_str())
+                            client_op(member, &session.keys, text.as_str())
                         }
                     }
                     Some(Ok(Message::Binary(_))) => Some(ServerFrame::Error { code: "bad_frame", message: "frames are JSON text" }.to_text()),
                     Some(Ok(_)) => None, // ping/pong are answered by the protocol layer
                 };
                 if let Some(reply) = reply {
-                    or_end!(write(&mut tx, Message::Text(reply.into()), &overflow).await);
+                    or_end!(Box::pin(write(&mut *tx, Message::Text(reply.into()), &mailbox)).await);
                 }
             }
         }
@@ -196,24 +237,24 @@ enum Written {
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Writes `message`, unless the client has stopped reading.
-async fn write<S: Sink<Message> + Unpin>(tx: &mut S, message: Message, overflow: &Overflow) -> Written {
+async fn write<S: Sink<Message> + Unpin>(tx: &mut S, message: Message, mailbox: &Mailbox) -> Written {
     tokio::select! {
         sent = tokio::time::timeout(WRITE_TIMEOUT, tx.send(message)) => match sent {
             Ok(Ok(())) => Written::Sent,
             Ok(Err(_)) => Written::Gone,
             Err(_) => {
-                overflow.raise();
+                mailbox.raise(Mailbox::TOO_SLOW);
                 Written::Stuck
             }
         },
-        _ = overflow.wait() => Written::Stuck,
+        _ = mailbox.wait(Mailbox::TOO_SLOW) => Written::Stuck,
     }
 }
 
 /// Writes `frames` in order, stopping at the first write that does not go out.
-async fn send_all<S: Sink<Message> + Unpin>(tx: &mut S, frames: Vec<String>, overflow: &Overflow) -> Written {
+async fn send_all<S: Sink<Message> + Unpin>(tx: &mut S, frames: Vec<String>, mailbox: &Mailbox) -> Written {
     for f in frames {
-        match write(tx, Message::Text(f.into()), overflow).await {
+        match write(tx, Message::Text(f.into()), mailbox).await {
             Written::Sent => {}
             other => return other,
         }

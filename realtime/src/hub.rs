@@ -5,11 +5,11 @@
 
 use crate::telemetry as names;
 use futures::StreamExt;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc};
 
 /// Channels per `SUBSCRIBE` when (re)subscribing all of them.
 const SUBSCRIBE_CHUNK: usize = 1000;
@@ -25,30 +25,101 @@ pub struct Published {
 #[derive(Debug, Clone)]
 struct Subscriber {
     id: u64,
-    tx: mpsc::Sender<Arc<Published>>,
-    overflow: Arc<Overflow>,
+    mailbox: Arc<Mailbox>,
 }
 
-/// Raised when a socket's queue is full: its loop closes it with 1013.
+/// What the hub hands a socket's loop: its queue of frames, bounded, and signals as bits of
+/// one word, behind one waker. Every socket of the process has one, so it is kept small: an
+/// empty queue holds no memory, and the loop waits on one future for all of it.
 #[derive(Debug, Default)]
-pub struct Overflow {
-    raised: AtomicBool,
+pub struct Mailbox {
+    bits: AtomicU8,
+    queue: Mutex<VecDeque<Arc<Published>>>,
+    capacity: usize,
     notify: Notify,
 }
 
-impl Overflow {
-    pub async fn wait(&self) {
-        while !self.raised.load(Ordering::Acquire) {
+/// What [`Mailbox::next`] found.
+#[derive(Debug)]
+pub enum Mail {
+    /// Raised signal bits (of the mask asked for).
+    Signal(u8),
+    Frame(Arc<Published>),
+}
+
+impl Mailbox {
+    /// The socket's queue overflowed, or a write waited too long: close it with 1013.
+    pub const TOO_SLOW: u8 = 1;
+    /// The process is shutting down: close with 1012.
+    pub const RESTART: u8 = 2;
+    /// The pub/sub connection was re-established: what was published meanwhile never came,
+    /// so the socket catches up from its stream. Cleared when [`Mailbox::wait`] reports it.
+    pub const RECONNECTED: u8 = 4;
+
+    pub fn new(capacity: usize) -> Self {
+        Self { capacity: capacity.max(1), ..Self::default() }
+    }
+
+    /// Waits until one of the bits of `mask` is raised, and answers the raised ones of them.
+    pub async fn wait(&self, mask: u8) -> u8 {
+        loop {
+            if let Some(raised) = self.raised(mask) {
+                return raised;
+            }
             self.notify.notified().await;
         }
     }
 
-    /// Marks the socket too slow (counted once) and wakes its loop.
-    pub fn raise(&self) {
-        if !self.raised.swap(true, Ordering::AcqRel) {
+    /// The next raised bits of `mask`, or else (if `frames`) the next frame. Signals come
+    /// first: a socket to be closed gets nothing more.
+    pub async fn next(&self, mask: u8, frames: bool) -> Mail {
+        loop {
+            // `notify_one` leaves a permit when nobody waits, so a raise or a push between
+            // these checks and the wait below still wakes it.
+            if let Some(raised) = self.raised(mask) {
+                return Mail::Signal(raised);
+            }
+            if frames && let Some(frame) = self.lock().pop_front() {
+                return Mail::Frame(frame);
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    fn raised(&self, mask: u8) -> Option<u8> {
+        let raised = self.bits.load(Ordering::Acquire) & mask;
+        if raised == 0 {
+            return None;
+        }
+        if raised & Self::RECONNECTED != 0 {
+            self.bits.fetch_and(!Self::RECONNECTED, Ordering::AcqRel);
+        }
+        Some(raised)
+    }
+
+    /// Queues `frame`, or, the queue being full, marks the socket too slow.
+    fn push(&self, frame: Arc<Published>) {
+        let mut queue = self.lock();
+        if queue.len() >= self.capacity {
+            drop(queue);
+            self.raise(Self::TOO_SLOW);
+            return;
+        }
+        queue.push_back(frame);
+        drop(queue);
+        self.notify.notify_one();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<Published>>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Raises `bit` and wakes the socket's loop. Too slow is counted once per socket.
+    pub fn raise(&self, bit: u8) {
+        let before = self.bits.fetch_or(bit, Ordering::AcqRel);
+        if bit == Self::TOO_SLOW && before & Self::TOO_SLOW == 0 {
             metrics::counter!(names::SLOW_CLIENTS_CLOSED).increment(1);
         }
-        self.notify.notify_waiters();
         self.notify.notify_one();
     }
 }
@@ -70,9 +141,8 @@ struct Registry {
 pub struct Hub {
     registry: Arc<Mutex<Registry>>,
     commands: mpsc::UnboundedSender<Command>,
-    /// Counts pub/sub (re)connections: messages published while it was down never arrive, so
-    /// each socket then catches up from its user stream.
-    connections: watch::Receiver<u64>,
+    /// Set once the process shuts down: a socket joining later is told to restart at once.
+    closing: Arc<AtomicBool>,
 }
 
 /// A socket's registration; dropping it removes the socket from every channel.
@@ -81,11 +151,7 @@ pub struct Membership {
     hub: Hub,
     id: u64,
     user: String,
-    pub rx: mpsc::Receiver<Arc<Published>>,
-    pub overflow: Arc<Overflow>,
-    /// Changes when the hub's pub/sub connection was re-established.
-    pub reconnected: watch::Receiver<u64>,
-    tx: mpsc::Sender<Arc<Published>>,
+    pub mailbox: Arc<Mailbox>,
     /// The channels this socket is subscribed to.
     channels: Vec<String>,
 }
@@ -98,10 +164,16 @@ impl Hub {
     /// Starts the pub/sub loop for `redis_url`.
     pub fn start(redis_url: String) -> Self {
         let (commands, rx) = mpsc::unbounded_channel();
-        let (connected, connections) = watch::channel(0);
-        let hub = Self { registry: Arc::default(), commands, connections };
-        tokio::spawn(pubsub_loop(redis_url, hub.registry.clone(), rx, connected));
+        let hub = Self { registry: Arc::default(), commands, closing: Arc::default() };
+        tokio::spawn(pubsub_loop(redis_url, hub.registry.clone(), rx));
         hub
+    }
+
+    /// Tells every socket, and every one that joins from now on, to close with 1012.
+    pub fn restart_all(&self) {
+        let reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        self.closing.store(true, Ordering::Release);
+        raise_all(&reg, Mailbox::RESTART);
     }
 
     /// Registers a socket of `user`, subscribed to `user_channel`.
@@ -112,10 +184,12 @@ impl Hub {
         queue: usize,
         max_per_user: usize,
     ) -> Result<Membership, TooManyConnections> {
-        let (tx, rx) = mpsc::channel(queue.max(1));
-        let overflow = Arc::new(Overflow::default());
+        let mailbox = Arc::new(Mailbox::new(queue));
         let id = {
             let mut reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+            if self.closing.load(Ordering::Acquire) {
+                mailbox.raise(Mailbox::RESTART);
+            }
             let count = reg.per_user.entry(user.to_owned()).or_insert(0);
             if *count >= max_per_user {
                 return Err(TooManyConnections);
@@ -124,18 +198,7 @@ impl Hub {
             reg.next_id += 1;
             reg.next_id
         };
-        let mut reconnected = self.connections.clone();
-        reconnected.mark_unchanged();
-        let mut m = Membership {
-            hub: self.clone(),
-            id,
-            user: user.to_owned(),
-            rx,
-            overflow,
-            reconnected,
-            tx,
-            channels: Vec::new(),
-        };
+        let mut m = Membership { hub: self.clone(), id, user: user.to_owned(), mailbox, channels: Vec::new() };
         m.subscribe(&user_channel);
         Ok(m)
     }
@@ -143,7 +206,7 @@ impl Hub {
 
 impl Membership {
     pub fn subscribe(&mut self, channel: &str) {
-        let sub = Subscriber { id: self.id, tx: self.tx.clone(), overflow: self.overflow.clone() };
+        let sub = Subscriber { id: self.id, mailbox: self.mailbox.clone() };
         // Commands are queued while the registry is locked, so a subscribe and an unsubscribe
         // of one channel reach Redis in the order the registry saw them.
         let mut reg = self.hub.registry.lock().unwrap_or_else(|p| p.into_inner());
@@ -202,16 +265,20 @@ impl Drop for Membership {
 }
 
 fn dispatch(registry: &Mutex<Registry>, channel: &str, payload: Arc<str>) {
-    // `try_send` never waits, so the registry stays locked only for the hand-over.
+    // A push never waits, so the registry stays locked only for the hand-over.
     let reg = registry.lock().unwrap_or_else(|p| p.into_inner());
     let Some(subs) = reg.channels.get(channel) else { return };
-    // One allocation per message, shared by every socket it goes to; a queue slot is a
-    // pointer, which keeps each socket's first queue block (32 slots) small.
+    // One allocation per message, shared by every socket it goes to.
     let item = Arc::new(Published { channel: Arc::from(channel), payload });
     for s in subs {
-        if let Err(mpsc::error::TrySendError::Full(_)) = s.tx.try_send(item.clone()) {
-            s.overflow.raise();
-        }
+        s.mailbox.push(item.clone());
+    }
+}
+
+/// Raises `bit` on every socket of the process (each is in at least its user channel).
+fn raise_all(reg: &Registry, bit: u8) {
+    for s in reg.channels.values().flatten() {
+        s.mailbox.raise(bit);
     }
 }
 
@@ -219,11 +286,10 @@ async fn pubsub_loop(
     redis_url: String,
     registry: Arc<Mutex<Registry>>,
     mut commands: mpsc::UnboundedReceiver<Command>,
-    connected: watch::Sender<u64>,
 ) {
     let mut pause = Duration::from_millis(100);
     loop {
-        match run_pubsub(&redis_url, &registry, &mut commands, &connected).await {
+        match run_pubsub(&redis_url, &registry, &mut commands).await {
             Ok(()) => return, // every hub handle is gone
             Err(e) => {
                 tracing::warn!(error = %e, "redis pub/sub lost; reconnecting");
@@ -238,7 +304,6 @@ async fn run_pubsub(
     redis_url: &str,
     registry: &Mutex<Registry>,
     commands: &mut mpsc::UnboundedReceiver<Command>,
-    connected: &watch::Sender<u64>,
 ) -> Result<(), redis::RedisError> {
     let client = redis::Client::open(redis_url)?;
     let pubsub = client.get_async_pubsub().await?;
@@ -251,7 +316,8 @@ async fn run_pubsub(
         sink.subscribe(chunk.to_vec()).await?;
     }
     tracing::info!(channels = channels.len(), "redis pub/sub connected");
-    connected.send_modify(|n| *n += 1);
+    // Messages published while it was down never arrive: each socket catches up.
+    raise_all(&registry.lock().unwrap_or_else(|p| p.into_inner()), Mailbox::RECONNECTED);
     loop {
         tokio::select! {
             cmd = commands.recv() => match cmd {
@@ -266,6 +332,86 @@ async fn run_pubsub(
                     dispatch(registry, msg.get_channel_name(), Arc::from(payload));
                 }
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_signal_raised_before_the_wait_is_seen_and_a_reconnect_is_reported_once() {
+        let signal = Mailbox::new(4);
+        signal.raise(Mailbox::RECONNECTED);
+        let all = Mailbox::TOO_SLOW | Mailbox::RESTART | Mailbox::RECONNECTED;
+        assert_eq!(signal.wait(all).await, Mailbox::RECONNECTED);
+        // Reported, it is cleared: the next wait sleeps until something else is raised.
+        let pending = tokio::time::timeout(Duration::from_millis(20), signal.wait(all)).await;
+        assert!(pending.is_err(), "a reconnect reported twice");
+        signal.raise(Mailbox::RESTART);
+        assert_eq!(signal.wait(all).await, Mailbox::RESTART);
+        // Restart and too slow stay raised.
+        assert_eq!(signal.wait(all).await, Mailbox::RESTART);
+    }
+
+    #[tokio::test]
+    async fn a_wait_for_some_bits_sleeps_through_the_others_and_leaves_them_raised() {
+        let signal = Arc::new(Mailbox::new(4));
+        let waiter = tokio::spawn({
+            let signal = signal.clone();
+            async move { signal.wait(Mailbox::TOO_SLOW).await }
+        });
+        signal.raise(Mailbox::RECONNECTED);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "woke for a bit it does not wait for");
+        signal.raise(Mailbox::TOO_SLOW);
+        assert_eq!(waiter.await.ok(), Some(Mailbox::TOO_SLOW));
+        assert_eq!(signal.wait(Mailbox::RECONNECTED).await, Mailbox::RECONNECTED, "the other bit stays raised");
+    }
+
+    fn frame(n: usize) -> Arc<Published> {
+        Arc::new(Published { channel: Arc::from("c"), payload: Arc::from(n.to_string()) })
+    }
+
+    async fn next_frame(mailbox: &Mailbox) -> Option<String> {
+        next_frame_within(mailbox, Duration::from_millis(20)).await
+    }
+
+    #[tokio::test]
+    async fn frames_come_in_order_only_when_asked_for_and_a_full_queue_marks_the_socket_too_slow() {
+        let mailbox = Mailbox::new(3);
+        for n in 0..3 {
+            mailbox.push(frame(n));
+        }
+        let held = tokio::time::timeout(Duration::from_millis(20), mailbox.next(Mailbox::TOO_SLOW, false)).await;
+        assert!(held.is_err(), "a frame came while frames were held");
+        assert_eq!(next_frame(&mailbox).await.as_deref(), Some("0"));
+        mailbox.push(frame(3));
+        // Three queued again: the next one overflows, and the signal comes before any frame.
+        mailbox.push(frame(4));
+        match mailbox.next(Mailbox::TOO_SLOW, true).await {
+            Mail::Signal(bits) => assert_eq!(bits, Mailbox::TOO_SLOW),
+            Mail::Frame(f) => panic!("frame {} before the overflow", f.payload),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_waiting_socket_wakes_for_a_frame_pushed_later() {
+        let mailbox = Arc::new(Mailbox::new(8));
+        let waiter = tokio::spawn({
+            let mailbox = mailbox.clone();
+            async move { next_frame_within(&mailbox, Duration::from_secs(5)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        mailbox.push(frame(7));
+        assert_eq!(waiter.await.ok().flatten().as_deref(), Some("7"));
+    }
+
+    async fn next_frame_within(mailbox: &Mailbox, within: Duration) -> Option<String> {
+        match tokio::time::timeout(within, mailbox.next(Mailbox::TOO_SLOW, true)).await {
+            Ok(Mail::Frame(f)) => Some(f.payload.to_string()),
+            _ => None,
         }
     }
 }

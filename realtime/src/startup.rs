@@ -13,7 +13,7 @@ use agora_platform::{health, http, kafka, mongo, redis as redis_client, telemetr
 use agora_projector::generation::ReadDb;
 use anyhow::Context;
 use axum::Router as HttpRouter;
-use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -31,7 +31,6 @@ struct AppState {
     redis: ConnectionManager,
     keys: Keys,
     config: Arc<RealtimeConfig>,
-    shutdown: watch::Receiver<bool>,
     presence: Presence,
 }
 
@@ -68,7 +67,15 @@ impl Application {
             redis_client::connect(&common.redis_url, common.ready_timeout).context("configuring redis")?;
         let event_router =
             Router::new(consumer, router_redis, read_db, keys.clone(), config.stream_retention, config.router_dedupe);
-        let (stop, stop_rx) = watch::channel(false);
+        let (stop, mut stop_rx) = watch::channel(false);
+        let hub = Hub::start(common.redis_url.clone());
+        // Shutting down: every socket gets its 1012 through the hub.
+        let closing = hub.clone();
+        tokio::spawn(async move {
+            if stop_rx.wait_for(|s| *s).await.is_ok() {
+                closing.restart_all();
+            }
+        });
         let probes = vec![
             kafka::probe(&common.kafka_brokers, common.ready_timeout).context("creating the kafka probe")?,
             mongo::probe(db),
@@ -76,12 +83,11 @@ impl Application {
         ];
         let state = AppState {
             jwt: JwtKeys::new(&common.jwt_secret, common.token_ttl).context("JWT secret")?,
-            hub: Hub::start(common.redis_url.clone()),
+            hub,
             presence: Presence::new(redis.clone(), &common.redis_prefix, config.heartbeat),
             redis,
             keys,
             config: Arc::new(config.clone()),
-            shutdown: stop_rx,
         };
         let api =
             HttpRouter::new().route("/v1/stream", get(stream)).route("/v1/presence", get(presence)).with_state(state);
@@ -172,22 +178,35 @@ async fn stream(
         user: user.clone(),
         redis: app.redis.clone(),
     };
-    let shutdown = app.shutdown.clone();
-    let presence = app.presence.clone();
-    upgrade.on_upgrade(move |socket| async move {
-        metrics::gauge!(names::CONNECTIONS_OPEN).increment(1.0);
-        let connection_id = session.connection_id.clone();
-        // Renewed by the process while the socket is open; Redis being away only makes the
-        // user look offline.
-        if let Err(e) = presence.mark(&user, &connection_id).await {
-            tracing::debug!(error = %e, "presence mark failed");
-        }
-        connection::serve(socket, member, session, shutdown).await;
-        if let Err(e) = presence.unmark(&user, &connection_id).await {
-            tracing::debug!(error = %e, "presence unmark failed; the mark lapses by itself");
-        }
-        metrics::gauge!(names::CONNECTIONS_OPEN).decrement(1.0);
+    // The closure and the socket's future are kept for the socket's whole life: they hold
+    // one pointer each (see `connection::Connection`).
+    let accepted = Box::new((member, session, app.presence.clone()));
+    upgrade.on_upgrade(move |socket| {
+        let (member, session, presence) = *accepted;
+        open(Box::new(Open { conn: connection::Connection { socket, member, session }, presence }))
     })
+}
+
+/// An upgraded socket and what it needs, in one allocation.
+#[derive(Debug)]
+struct Open {
+    conn: connection::Connection<WebSocket>,
+    presence: Presence,
+}
+
+async fn open(mut open: Box<Open>) {
+    metrics::gauge!(names::CONNECTIONS_OPEN).increment(1.0);
+    let Open { conn, presence } = &mut *open;
+    // Renewed by the process while the socket is open; Redis being away only makes the user
+    // look offline. (Boxed, like every rare await here: see `connection::Connection`.)
+    if let Err(e) = Box::pin(presence.mark(&conn.session.user, &conn.session.connection_id)).await {
+        tracing::debug!(error = %e, "presence mark failed");
+    }
+    connection::serve(conn).await;
+    if let Err(e) = Box::pin(presence.unmark(&conn.session.user, &conn.session.connection_id)).await {
+        tracing::debug!(error = %e, "presence unmark failed; the mark lapses by itself");
+    }
+    metrics::gauge!(names::CONNECTIONS_OPEN).decrement(1.0);
 }
 
 /// Whether a browser page from `origin` may open a socket: no `Origin` (not a browser), the

@@ -2,7 +2,8 @@
 //! own) on one consumer group and one Redis, with users connected to different ones. Whatever
 //! process holds a socket, its user gets each event once, each aggregate's in order; spectators of a game see
 //! every move; a client that stops reading is closed with 1013 without holding the others
-//! back; and when a process is killed, its clients resume on another with nothing lost.
+//! back; a process told to stop closes each socket with 1012; and when a process is killed,
+//! its clients resume on another with nothing lost.
 
 use crate::helpers::{TestApp, User, Ws, assert_accepted, eventually, next_json, query_until, service_binary};
 use agora_testkit::ServiceProcess;
@@ -395,5 +396,34 @@ async fn a_socket_watches_at_most_20_games_and_bad_ops_get_error_frames_without_
     assert_eq!(next_frame(&mut ws).await["code"], "bad_frame");
     send(&mut ws, json!({"op": "ping"})).await;
     assert_eq!(next_json(&mut ws, Duration::from_secs(5)).await.expect("a pong")["type"], "pong", "still open");
+    app.shutdown().await;
+}
+
+/// The code of a socket's close frame, past any frames before it (None: none within 20 s).
+async fn until_close(ws: &mut Ws) -> Option<CloseCode> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|c| c.code),
+            Ok(Some(Ok(_))) => {}
+            _ => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_process_told_to_stop_closes_each_socket_with_1012_and_exits_cleanly() {
+    let app = TestApp::spawn().await;
+    let bin = tokio::task::spawn_blocking(|| service_binary("agora-realtime")).await.unwrap();
+    let mut process = realtime_process(&bin, &app, &[]);
+    let (ann, bob) = (app.user("ann").await, app.user("bob").await);
+    let (mut ann_ws, _) = app.connect_ws_on(process.port, &ann.token).await;
+    let (mut bob_ws, _) = app.connect_ws_on(process.port, &bob.token).await;
+    // Bob is live (his first op), Ann still within her resume window: both are told.
+    send(&mut bob_ws, json!({"op": "ping"})).await;
+    let stopped = tokio::task::spawn_blocking(move || process.signal("TERM", Duration::from_secs(30)));
+    assert_eq!(until_close(&mut ann_ws).await, Some(CloseCode::Restart), "ann's socket closed with 1012");
+    assert_eq!(until_close(&mut bob_ws).await, Some(CloseCode::Restart), "bob's socket closed with 1012");
+    let (status, took) = stopped.await.unwrap();
+    assert!(status.success(), "exited {status:?} after {took:?}");
     app.shutdown().await;
 }
