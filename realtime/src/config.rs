@@ -12,6 +12,7 @@ pub const KNOWN: &[&str] = &[
     "AGORA_SOCKET_SEND_BUFFER",
     "AGORA_ROUTER_DEDUPE_SECS",
     "AGORA_ROUTER_FETCH_WAIT_MS",
+    "AGORA_REALTIME_ROUTE",
 ];
 
 #[derive(Debug, Clone)]
@@ -41,6 +42,11 @@ pub struct RealtimeConfig {
     /// of the interval, which about halves the router's and the broker's CPU per event at a
     /// steady 1,000 events/s (docs/architecture.md). 0: each fetch returns at the first event.
     pub router_fetch_wait: Duration,
+    /// `AGORA_REALTIME_ROUTE`, default true: whether this process also routes events (joins
+    /// the router group). Sockets grow with users and routing with events, and a group is
+    /// no wider than the topics' partitions: a large fleet can hold sockets on every process
+    /// and route on a few, each then fetching more events per request.
+    pub route: bool,
 }
 
 impl RealtimeConfig {
@@ -56,6 +62,7 @@ impl RealtimeConfig {
             socket_send_buffer: env.parse("AGORA_SOCKET_SEND_BUFFER", 65_536)?,
             router_dedupe: Duration::from_secs(env.parse("AGORA_ROUTER_DEDUPE_SECS", 3_600)?),
             router_fetch_wait: env.millis("AGORA_ROUTER_FETCH_WAIT_MS", 10)?,
+            route: env.parse("AGORA_REALTIME_ROUTE", true)?,
         })
     }
 }

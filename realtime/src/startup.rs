@@ -43,7 +43,8 @@ impl axum::extract::FromRef<AppState> for JwtKeys {
 #[derive(Debug)]
 pub struct Application {
     server: http::Server,
-    event_router: Router,
+    /// `None` when `AGORA_REALTIME_ROUTE=false`: this process only holds sockets.
+    event_router: Option<Router>,
     stop: watch::Sender<bool>,
 }
 
@@ -53,20 +54,30 @@ impl Application {
         let db = mongo::connect(common, &common.mongo_db).await.context("configuring mongodb")?;
         let redis = redis_client::connect(&common.redis_url, common.ready_timeout).context("configuring redis")?;
         let keys = Keys::new(common.redis_prefix.clone());
-        let fetch = match config.router_fetch_wait {
-            wait if wait.is_zero() => consumer::Fetch::Immediate,
-            wait => consumer::Fetch::Gather(wait),
+        let event_router = if config.route {
+            let fetch = match config.router_fetch_wait {
+                wait if wait.is_zero() => consumer::Fetch::Immediate,
+                wait => consumer::Fetch::Gather(wait),
+            };
+            let consumer =
+                consumer::subscribe(&common.kafka_brokers, &config.group_id, &common.topics().event_topics(), fetch)
+                    .context("creating the kafka consumer")?;
+            let read_db = ReadDb::follow(db.client().clone(), common.mongo_db.clone()).await;
+            // The router's pipelines get a connection of their own, so a large fan-out never
+            // queues the sockets' commands (resume, presence, the stream head) behind it.
+            let router_redis =
+                redis_client::connect(&common.redis_url, common.ready_timeout).context("configuring redis")?;
+            Some(Router::new(
+                consumer,
+                router_redis,
+                read_db,
+                keys.clone(),
+                config.stream_retention,
+                config.router_dedupe,
+            ))
+        } else {
+            None
         };
-        let consumer =
-            consumer::subscribe(&common.kafka_brokers, &config.group_id, &common.topics().event_topics(), fetch)
-                .context("creating the kafka consumer")?;
-        let read_db = ReadDb::follow(db.client().clone(), common.mongo_db.clone()).await;
-        // The router's pipelines get a connection of their own, so a large fan-out never
-        // queues the sockets' commands (resume, presence, the stream head) behind it.
-        let router_redis =
-            redis_client::connect(&common.redis_url, common.ready_timeout).context("configuring redis")?;
-        let event_router =
-            Router::new(consumer, router_redis, read_db, keys.clone(), config.stream_retention, config.router_dedupe);
         let (stop, mut stop_rx) = watch::channel(false);
         let hub = Hub::start(common.redis_url.clone());
         // Shutting down: every socket gets its 1012 through the hub.
@@ -76,11 +87,13 @@ impl Application {
                 closing.restart_all();
             }
         });
-        let probes = vec![
-            kafka::probe(&common.kafka_brokers, common.ready_timeout).context("creating the kafka probe")?,
-            mongo::probe(db),
-            redis_client::probe(redis.clone()),
-        ];
+        // Kafka and MongoDB are the router's: a process that only holds sockets needs Redis.
+        let mut probes = Vec::new();
+        if config.route {
+            probes.push(kafka::probe(&common.kafka_brokers, common.ready_timeout).context("creating the kafka probe")?);
+            probes.push(mongo::probe(db));
+        }
+        probes.push(redis_client::probe(redis.clone()));
         let state = AppState {
             jwt: JwtKeys::new(&common.jwt_secret, common.token_ttl).context("JWT secret")?,
             hub,
@@ -111,7 +124,13 @@ impl Application {
 
     /// Serves until `shutdown`; then every socket is closed with 1012 and the router commits.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let worker = self.event_router.run(self.stop.subscribe());
+        let stop = self.stop.subscribe();
+        let worker = async move {
+            // Without a router the process only holds sockets: the group's members route.
+            if let Some(router) = self.event_router {
+                router.run(stop).await
+            }
+        };
         self.server.serve_with_worker(shutdown, self.stop, worker).await.context("http server")
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! agora-bench-push [run] [--out FILE] [--prefix P] [--stacks agora,socketio]
-//!     [--memory-steps 10000,19000] [--sockets 100000] [--servers 6]
+//!     [--memory-steps 10000,19000] [--sockets 100000] [--servers 6] [--routers 2]
 //!     [--steady-rate 1000] [--steady-secs 30] [--ramp-start 250] [--ramp-factor 2]
 //!     [--ramp-max 256000] [--ramp-secs 20] [--threshold-ms 100] [--multiple 5]
 //!     [--knee-rate R] [--agora-ramp true|false] [--warmup-rate 100] [--drain-secs 10] [--quiesce-secs 180]
@@ -109,6 +109,7 @@ fn coordinate(argv: Vec<String>) -> anyhow::Result<()> {
         memory_steps: vec![10_000, 19_000],
         sockets: 100_000,
         servers: 6,
+        routers: 2,
         per_client: 16_000,
         per_source: 8_000,
         concurrency: 200,
@@ -155,6 +156,7 @@ fn coordinate(argv: Vec<String>) -> anyhow::Result<()> {
             "--memory-steps" => plan.memory_steps = list(&value)?,
             "--sockets" => plan.sockets = value.parse::<u64>()?.min(250_000),
             "--servers" => plan.servers = value.parse::<usize>()?.clamp(1, 32),
+            "--routers" => plan.routers = value.parse::<usize>()?.clamp(1, 32),
             "--per-client" => plan.per_client = value.parse::<u64>()?.clamp(100, client::MAX_SOCKETS),
             "--per-source" => plan.per_source = value.parse::<u64>()?.clamp(100, 28_000),
             "--concurrency" => plan.concurrency = value.parse::<usize>()?.clamp(1, 2_000),

@@ -33,6 +33,8 @@ pub struct Plan {
     pub memory_steps: Vec<u64>,
     pub sockets: u64,
     pub servers: usize,
+    /// How many of Agora's server processes also route (the rest only hold sockets).
+    pub routers: usize,
     pub per_client: u64,
     pub per_source: u64,
     pub concurrency: usize,
@@ -66,6 +68,7 @@ impl Plan {
             "memory_steps": self.memory_steps,
             "sockets": self.sockets,
             "servers": self.servers,
+            "agora_routers": self.routers,
             "sockets_per_client_process": self.per_client,
             "sockets_per_source_address": self.per_source,
             "connect_concurrency_per_client": self.concurrency,
@@ -214,7 +217,7 @@ impl Fleet {
 
 async fn start_servers(ctx: &Ctx, stack: Stack, n: usize, tag: &str) -> anyhow::Result<Vec<Proc>> {
     match stack {
-        Stack::Agora => fleet::start_realtime(&ctx.settings, n, tag, &ctx.http).await,
+        Stack::Agora => fleet::start_realtime(&ctx.settings, n, ctx.plan.routers, tag, &ctx.http).await,
         Stack::SocketIo => fleet::start_socketio(&ctx.settings, n, tag).await,
     }
 }

@@ -99,8 +99,15 @@ fn spawn(mut cmd: Command, name: &str, port: u16, piped_stdin: bool) -> anyhow::
     Ok(Proc { name: name.to_owned(), pid, port, child, _stdin: stdin })
 }
 
-/// `n` realtime processes, all in one router group, each ready (`GET /ready` is 200).
-pub async fn start_realtime(s: &Settings, n: usize, tag: &str, http: &reqwest::Client) -> anyhow::Result<Vec<Proc>> {
+/// `n` realtime processes, the first `routers` of them in one router group (the others only
+/// hold sockets), each ready (`GET /ready` is 200).
+pub async fn start_realtime(
+    s: &Settings,
+    n: usize,
+    routers: usize,
+    tag: &str,
+    http: &reqwest::Client,
+) -> anyhow::Result<Vec<Proc>> {
     let mut procs = Vec::new();
     for i in 0..n {
         let port = free_port()?;
@@ -119,6 +126,7 @@ pub async fn start_realtime(s: &Settings, n: usize, tag: &str, http: &reqwest::C
             .env("AGORA_REDIS_URL", &s.redis)
             .env("AGORA_LOG", "warn")
             .envs(s.realtime_env.iter().map(|(k, v)| (k, v)))
+            .env("AGORA_REALTIME_ROUTE", if i < routers.max(1) { "true" } else { "false" })
             .stdout(log_file(s, &name)?)
             .stderr(log_file(s, &name)?);
         procs.push(spawn(cmd, &name, port, false)?);

@@ -427,3 +427,32 @@ async fn a_process_told_to_stop_closes_each_socket_with_1012_and_exits_cleanly()
     assert!(status.success(), "exited {status:?} after {took:?}");
     app.shutdown().await;
 }
+
+/// A counter's total over its label sets on a process's `/metrics` (0 when absent).
+async fn counter_total(app: &TestApp, process: &ServiceProcess, name: &str) -> f64 {
+    let body = app.http.get(format!("{}/metrics", process.base_url())).send().await.unwrap().text().await.unwrap();
+    body.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_process_that_only_holds_sockets_gets_its_users_frames_from_the_groups_routers() {
+    let app = TestApp::spawn().await;
+    let bin = tokio::task::spawn_blocking(|| service_binary("agora-realtime")).await.unwrap();
+    let sockets_only = realtime_process(&bin, &app, &[("AGORA_REALTIME_ROUTE", "false")]);
+    let (ann, bob) = (app.user("ann").await, app.user("bob").await);
+    let (mut bob_ws, _) = app.connect_ws_on(sockets_only.port, &bob.token).await;
+    let sent = ["one", "two", "three"];
+    for text in sent {
+        message(&app, &ann, &bob, text).await;
+    }
+    let got = messages(&mut bob_ws, sent.len()).await;
+    assert_eq!(got.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), sent, "each message once, in order");
+    // The app's own realtime process routed them; this one pushed them and routed nothing.
+    assert!(counter_total(&app, &sockets_only, "agora_realtime_frames_pushed_total").await >= 3.0);
+    assert_eq!(counter_total(&app, &sockets_only, "agora_realtime_frames_routed_total").await, 0.0);
+    drop(sockets_only);
+    app.shutdown().await;
+}
