@@ -1,7 +1,9 @@
 //! Who is online: every open socket keeps a mark in Redis, renewed by its process, so any
 //! realtime process can answer `GET /v1/presence` for users connected to any other.
 //! One task per process renews the marks of all its sockets in pipelines, rather than a
-//! timer and a round trip per socket.
+//! timer and a round trip per socket; another writes the marks of opening sockets and
+//! deletes those of closing ones, in pipelines too, so a burst of connections is a few round
+//! trips and no socket holds a Redis call of its own.
 //!
 //! One hash per user, `<prefix>:presence:<user>`: field = connection id, value = the time (ms
 //! since the epoch) the mark lapses. A closing socket deletes its field; a process that dies
@@ -12,9 +14,17 @@ use redis::aio::ConnectionManager;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::mpsc;
 
-/// Marks renewed per pipeline.
+/// Marks renewed, or written and deleted, per pipeline.
 const RENEW_CHUNK: usize = 500;
+
+/// A socket opening or closing, for the writer task.
+#[derive(Debug)]
+enum Change {
+    Mark { connection: String, user: String },
+    Unmark { connection: String, user: String },
+}
 
 /// The most users one presence query may name.
 pub const MAX_USERS: usize = 100;
@@ -27,18 +37,23 @@ pub struct Presence {
     ttl: Duration,
     /// This process's open sockets: connection id → user.
     local: Arc<Mutex<HashMap<String, String>>>,
+    /// To the writer task, in the order sockets open and close.
+    changes: mpsc::UnboundedSender<Change>,
 }
 
 impl Presence {
     /// Presence on `redis`, with this process's renewal task (which ends when the last clone
     /// is dropped).
     pub fn new(redis: ConnectionManager, prefix: &str, heartbeat: Duration) -> Self {
+        let (changes, queued) = mpsc::unbounded_channel();
         let presence = Self {
             redis,
             prefix: prefix.to_owned(),
             ttl: heartbeat * 2 + Duration::from_secs(5),
             local: Arc::default(),
+            changes,
         };
+        tokio::spawn(presence.clone().write_changes(queued));
         let weak = Arc::downgrade(&presence.local);
         let renewer = Self { local: Arc::new(Mutex::default()), ..presence.clone() };
         tokio::spawn(async move {
@@ -79,10 +94,48 @@ impl Presence {
         format!("{}:presence:{user}", self.prefix)
     }
 
-    /// Marks `connection` of `user` online now, and keeps it renewed until [`Self::unmark`].
-    pub async fn mark(&self, user: &str, connection: &str) -> Result<(), redis::RedisError> {
+    /// Marks `connection` of `user` online (written within moments), and keeps it renewed
+    /// until [`Self::unmark`].
+    pub fn mark(&self, user: &str, connection: &str) {
         self.local.lock().unwrap_or_else(|p| p.into_inner()).insert(connection.to_owned(), user.to_owned());
-        self.write_marks(&[(connection.to_owned(), user.to_owned())]).await
+        let _ = self.changes.send(Change::Mark { connection: connection.to_owned(), user: user.to_owned() });
+    }
+
+    /// Takes `connection`'s mark away (within moments).
+    pub fn unmark(&self, user: &str, connection: &str) {
+        self.local.lock().unwrap_or_else(|p| p.into_inner()).remove(connection);
+        let _ = self.changes.send(Change::Unmark { connection: connection.to_owned(), user: user.to_owned() });
+    }
+
+    /// Writes the queued changes, in order, as many per pipeline as are waiting (up to
+    /// [`RENEW_CHUNK`]). Ends when the last handle on the presence is gone. The writer's own
+    /// handle holds no sender, so it does not keep itself alive.
+    async fn write_changes(self, mut queued: mpsc::UnboundedReceiver<Change>) {
+        let Self { redis, prefix, ttl, .. } = self;
+        let writer = Self { redis, prefix, ttl, local: Arc::default(), changes: mpsc::unbounded_channel().0 };
+        let mut batch = Vec::with_capacity(RENEW_CHUNK);
+        while queued.recv_many(&mut batch, RENEW_CHUNK).await > 0 {
+            let until = now_ms() + writer.ttl.as_millis() as i64;
+            let mut pipe = redis::pipe();
+            for change in batch.drain(..) {
+                match change {
+                    Change::Mark { connection, user } => {
+                        let key = writer.key(&user);
+                        pipe.cmd("HSET").arg(&key).arg(connection).arg(until).ignore();
+                        pipe.cmd("PEXPIRE").arg(&key).arg(writer.ttl.as_millis() as u64).ignore();
+                    }
+                    Change::Unmark { connection, user } => {
+                        pipe.cmd("HDEL").arg(writer.key(&user)).arg(connection).ignore();
+                    }
+                }
+            }
+            let mut conn = writer.redis.clone();
+            if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+                // Redis being away only makes users look offline (or online until their
+                // marks lapse) until it is back.
+                tracing::debug!(error = %e, "writing presence changes failed");
+            }
+        }
     }
 
     /// Writes the marks of `(connection, user)` pairs, lapsing one TTL from now.
@@ -96,12 +149,6 @@ impl Presence {
         }
         let mut conn = self.redis.clone();
         pipe.query_async::<()>(&mut conn).await
-    }
-
-    /// Takes `connection`'s mark away.
-    pub async fn unmark(&self, user: &str, connection: &str) -> Result<(), redis::RedisError> {
-        self.local.lock().unwrap_or_else(|p| p.into_inner()).remove(connection);
-        self.delete_mark(user, connection).await
     }
 
     async fn delete_mark(&self, user: &str, connection: &str) -> Result<(), redis::RedisError> {

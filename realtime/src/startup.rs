@@ -217,14 +217,10 @@ async fn open(mut open: Box<Open>) {
     metrics::gauge!(names::CONNECTIONS_OPEN).increment(1.0);
     let Open { conn, presence } = &mut *open;
     // Renewed by the process while the socket is open; Redis being away only makes the user
-    // look offline. (Boxed, like every rare await here: see `connection::Connection`.)
-    if let Err(e) = Box::pin(presence.mark(&conn.session.user, &conn.session.connection_id)).await {
-        tracing::debug!(error = %e, "presence mark failed");
-    }
+    // look offline.
+    presence.mark(&conn.session.user, &conn.session.connection_id);
     connection::serve(conn).await;
-    if let Err(e) = Box::pin(presence.unmark(&conn.session.user, &conn.session.connection_id)).await {
-        tracing::debug!(error = %e, "presence unmark failed; the mark lapses by itself");
-    }
+    presence.unmark(&conn.session.user, &conn.session.connection_id);
     metrics::gauge!(names::CONNECTIONS_OPEN).decrement(1.0);
 }
 
