@@ -73,8 +73,21 @@ pub struct OwnStack {
     ports: [u16; 5],
 }
 
+/// A port free now, below the kernel's ephemeral range: a port the kernel hands out (bind to
+/// port 0) may be taken as the local end of some outgoing connection before the service that
+/// was to listen on it starts, seconds later.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.max(10_001));
+    loop {
+        let port = low + (uuid::Uuid::new_v4().as_u128() % u128::from(high - low)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn stack_script() -> PathBuf {
