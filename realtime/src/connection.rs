@@ -89,7 +89,18 @@ where
     let live_at = now + RESUME_WINDOW;
     let mut ping_at = now + session.heartbeat;
     let mut catch_up_at: Option<tokio::time::Instant> = None;
-    let timer = tokio::time::sleep_until(live_at.min(ping_at));
+    // The soonest of the deadlines still ahead: the next heartbeat, the end of the resume
+    // window (until the socket is live), a due catch-up.
+    let next_deadline = |live: bool, ping_at, catch_up_at: Option<tokio::time::Instant>| {
+        let next = if live { ping_at } else { live_at.min(ping_at) };
+        catch_up_at.map_or(next, |at| next.min(at))
+    };
+    // Where the socket's stream stands: the newest entry written (or the head at `ready`).
+    let reached = |sent_max: Option<(u64, u64)>| {
+        let (ms, seq) = sent_max.or(start).unwrap_or((0, 0));
+        format!("{ms}-{seq}")
+    };
+    let timer = tokio::time::sleep_until(next_deadline(live, ping_at, catch_up_at));
     tokio::pin!(timer);
     let close = |code: u16, reason: &'static str| Message::Close(Some(CloseFrame { code, reason: reason.into() }));
     // After each write: carry on, stop (the socket is gone), or close a client that stopped
@@ -128,9 +139,8 @@ where
                     // sockets do not all read Redis at once; live frames meanwhile wait in the
                     // queue, and those the catch-up also brings are then skipped as written.
                     if live {
-                        let at = tokio::time::Instant::now() + jitter(&session.connection_id, CATCH_UP_SPREAD);
-                        catch_up_at = Some(at);
-                        timer.as_mut().reset(at.min(ping_at));
+                        catch_up_at = Some(tokio::time::Instant::now() + jitter(&session.connection_id, CATCH_UP_SPREAD));
+                        timer.as_mut().reset(next_deadline(live, ping_at, catch_up_at));
                     }
                 }
                 Mail::Frame(published) => {
@@ -145,8 +155,7 @@ where
                     } else {
                         // A channel frame is not in the user's stream: it carries the position
                         // reached so far, which stays a correct place to resume from.
-                        let (ms, seq) = sent_max.or(start).unwrap_or((0, 0));
-                        event_frame(&session.epoch, &format!("{ms}-{seq}"), json, Some(&session.user))
+                        event_frame(&session.epoch, &reached(sent_max), json, Some(&session.user))
                     };
                     let Some(text) = text else { continue };
                     or_end!(Box::pin(write(&mut *tx, Message::Text(text.into()), &mailbox)).await);
@@ -159,8 +168,7 @@ where
                 }
                 if catch_up_at.is_some_and(|at| now >= at) {
                     catch_up_at = None;
-                    let (ms, seq) = sent_max.or(start).unwrap_or((0, 0));
-                    let after = stream_pos(&session.epoch, &format!("{ms}-{seq}"));
+                    let after = stream_pos(&session.epoch, &reached(sent_max));
                     match Box::pin(resume(session, &after, &mut sent_max)).await {
                         Ok(frames) => or_end!(Box::pin(send_all(&mut *tx, frames, &mailbox)).await),
                         Err(e) => tracing::warn!(error = %e, "catching up after a pub/sub reconnect failed"),
@@ -170,14 +178,7 @@ where
                     ping_at = now + session.heartbeat;
                     or_end!(Box::pin(write(&mut *tx, Message::Ping(Vec::new().into()), &mailbox)).await);
                 }
-                let mut next = ping_at;
-                if !live {
-                    next = next.min(live_at);
-                }
-                if let Some(at) = catch_up_at {
-                    next = next.min(at);
-                }
-                timer.as_mut().reset(next);
+                timer.as_mut().reset(next_deadline(live, ping_at, catch_up_at));
             }
             incoming = tx.next() => {
                 let reply = match incoming {

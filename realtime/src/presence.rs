@@ -31,52 +31,77 @@ pub const MAX_USERS: usize = 100;
 
 #[derive(Clone, Debug)]
 pub struct Presence {
-    redis: ConnectionManager,
-    prefix: String,
-    /// How long a mark lasts without renewal (a few heartbeats).
-    ttl: Duration,
+    marks: Marks,
     /// This process's open sockets: connection id → user.
     local: Arc<Mutex<HashMap<String, String>>>,
     /// To the writer task, in the order sockets open and close.
     changes: mpsc::UnboundedSender<Change>,
 }
 
+/// The marks in Redis: what the sockets' handle, the renewer and the writer share.
+#[derive(Clone, Debug)]
+struct Marks {
+    redis: ConnectionManager,
+    prefix: String,
+    /// How long a mark lasts without renewal (a few heartbeats).
+    ttl: Duration,
+}
+
+impl Marks {
+    fn key(&self, user: &str) -> String {
+        format!("{}:presence:{user}", self.prefix)
+    }
+
+    /// Appends to `pipe` a mark of `connection` of `user`, lapsing at `until` (ms).
+    fn mark_into(&self, pipe: &mut redis::Pipeline, user: &str, connection: &str, until: i64) {
+        let key = self.key(user);
+        pipe.cmd("HSET").arg(&key).arg(connection).arg(until).ignore();
+        pipe.cmd("PEXPIRE").arg(&key).arg(self.ttl.as_millis() as u64).ignore();
+    }
+
+    /// When a mark written now lapses (ms since the epoch).
+    fn lapse(&self) -> i64 {
+        now_ms() + self.ttl.as_millis() as i64
+    }
+
+    async fn query(&self, pipe: redis::Pipeline) -> Result<(), redis::RedisError> {
+        let mut conn = self.redis.clone();
+        pipe.query_async::<()>(&mut conn).await
+    }
+}
+
 impl Presence {
-    /// Presence on `redis`, with this process's renewal task (which ends when the last clone
-    /// is dropped).
+    /// Presence on `redis`, with this process's renewal and writer tasks (which end when the
+    /// last clone is dropped).
     pub fn new(redis: ConnectionManager, prefix: &str, heartbeat: Duration) -> Self {
+        let marks = Marks { redis, prefix: prefix.to_owned(), ttl: heartbeat * 2 + Duration::from_secs(5) };
         let (changes, queued) = mpsc::unbounded_channel();
-        let presence = Self {
-            redis,
-            prefix: prefix.to_owned(),
-            ttl: heartbeat * 2 + Duration::from_secs(5),
-            local: Arc::default(),
-            changes,
-        };
-        tokio::spawn(presence.clone().write_changes(queued));
-        let weak = Arc::downgrade(&presence.local);
-        let renewer = Self { local: Arc::new(Mutex::default()), ..presence.clone() };
+        tokio::spawn(write_changes(marks.clone(), queued));
+        let presence = Self { marks: marks.clone(), local: Arc::default(), changes: changes.clone() };
+        let (every, weak) = (presence.renew_every(), Arc::downgrade(&presence.local));
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(renewer.renew_every()).await;
+                tokio::time::sleep(every).await;
                 let Some(local) = weak.upgrade() else { return };
                 let open: Vec<(String, String)> = {
                     let map = local.lock().unwrap_or_else(|p| p.into_inner());
                     map.iter().map(|(c, u)| (c.clone(), u.clone())).collect()
                 };
                 for chunk in open.chunks(RENEW_CHUNK) {
-                    if let Err(e) = renewer.write_marks(chunk).await {
+                    let until = marks.lapse();
+                    let mut pipe = redis::pipe();
+                    for (connection, user) in chunk {
+                        marks.mark_into(&mut pipe, user, connection, until);
+                    }
+                    if let Err(e) = marks.query(pipe).await {
                         // Redis being away only makes users look offline until it is back.
                         tracing::debug!(error = %e, "renewing presence marks failed");
                     }
                     // A socket that closed after the snapshot may have had its mark deleted
-                    // before this renewal wrote it again: delete it once more.
-                    let closed: Vec<(String, String)> = {
-                        let map = local.lock().unwrap_or_else(|p| p.into_inner());
-                        chunk.iter().filter(|(c, _)| !map.contains_key(c)).cloned().collect()
-                    };
-                    for (connection, user) in closed {
-                        let _ = renewer.delete_mark(&user, &connection).await;
+                    // before this renewal wrote it again: the writer deletes it once more.
+                    let map = local.lock().unwrap_or_else(|p| p.into_inner());
+                    for (connection, user) in chunk.iter().filter(|(c, _)| !map.contains_key(c)) {
+                        let _ = changes.send(Change::Unmark { connection: connection.clone(), user: user.clone() });
                     }
                 }
                 drop(local);
@@ -87,11 +112,7 @@ impl Presence {
 
     /// How often an open socket renews its mark.
     pub fn renew_every(&self) -> Duration {
-        self.ttl / 3
-    }
-
-    fn key(&self, user: &str) -> String {
-        format!("{}:presence:{user}", self.prefix)
+        self.marks.ttl / 3
     }
 
     /// Marks `connection` of `user` online (written within moments), and keeps it renewed
@@ -107,65 +128,39 @@ impl Presence {
         let _ = self.changes.send(Change::Unmark { connection: connection.to_owned(), user: user.to_owned() });
     }
 
-    /// Writes the queued changes, in order, as many per pipeline as are waiting (up to
-    /// [`RENEW_CHUNK`]). Ends when the last handle on the presence is gone. The writer's own
-    /// handle holds no sender, so it does not keep itself alive.
-    async fn write_changes(self, mut queued: mpsc::UnboundedReceiver<Change>) {
-        let Self { redis, prefix, ttl, .. } = self;
-        let writer = Self { redis, prefix, ttl, local: Arc::default(), changes: mpsc::unbounded_channel().0 };
-        let mut batch = Vec::with_capacity(RENEW_CHUNK);
-        while queued.recv_many(&mut batch, RENEW_CHUNK).await > 0 {
-            let until = now_ms() + writer.ttl.as_millis() as i64;
-            let mut pipe = redis::pipe();
-            for change in batch.drain(..) {
-                match change {
-                    Change::Mark { connection, user } => {
-                        let key = writer.key(&user);
-                        pipe.cmd("HSET").arg(&key).arg(connection).arg(until).ignore();
-                        pipe.cmd("PEXPIRE").arg(&key).arg(writer.ttl.as_millis() as u64).ignore();
-                    }
-                    Change::Unmark { connection, user } => {
-                        pipe.cmd("HDEL").arg(writer.key(&user)).arg(connection).ignore();
-                    }
-                }
-            }
-            let mut conn = writer.redis.clone();
-            if let Err(e) = pipe.query_async::<()>(&mut conn).await {
-                // Redis being away only makes users look offline (or online until their
-                // marks lapse) until it is back.
-                tracing::debug!(error = %e, "writing presence changes failed");
-            }
-        }
-    }
-
-    /// Writes the marks of `(connection, user)` pairs, lapsing one TTL from now.
-    async fn write_marks(&self, marks: &[(String, String)]) -> Result<(), redis::RedisError> {
-        let until = now_ms() + self.ttl.as_millis() as i64;
-        let mut pipe = redis::pipe();
-        for (connection, user) in marks {
-            let key = self.key(user);
-            pipe.cmd("HSET").arg(&key).arg(connection).arg(until).ignore();
-            pipe.cmd("PEXPIRE").arg(&key).arg(self.ttl.as_millis() as u64).ignore();
-        }
-        let mut conn = self.redis.clone();
-        pipe.query_async::<()>(&mut conn).await
-    }
-
-    async fn delete_mark(&self, user: &str, connection: &str) -> Result<(), redis::RedisError> {
-        let mut conn = self.redis.clone();
-        redis::cmd("HDEL").arg(self.key(user)).arg(connection).query_async::<()>(&mut conn).await
-    }
-
     /// Whether each of `users` is online now.
     pub async fn of(&self, users: &[String]) -> Result<BTreeMap<String, bool>, redis::RedisError> {
         let mut pipe = redis::pipe();
         for u in users {
-            pipe.cmd("HVALS").arg(self.key(u));
+            pipe.cmd("HVALS").arg(self.marks.key(u));
         }
-        let mut conn = self.redis.clone();
+        let mut conn = self.marks.redis.clone();
         let marks: Vec<Vec<i64>> = pipe.query_async(&mut conn).await?;
         let now = now_ms();
         Ok(users.iter().cloned().zip(marks.iter().map(|m| online(m, now))).collect())
+    }
+}
+
+/// Writes the queued changes, in order, as many per pipeline as are waiting (up to
+/// [`RENEW_CHUNK`]). Ends once every sender is gone: the sockets' handles and the renewer.
+async fn write_changes(marks: Marks, mut queued: mpsc::UnboundedReceiver<Change>) {
+    let mut batch = Vec::with_capacity(RENEW_CHUNK);
+    while queued.recv_many(&mut batch, RENEW_CHUNK).await > 0 {
+        let until = marks.lapse();
+        let mut pipe = redis::pipe();
+        for change in batch.drain(..) {
+            match change {
+                Change::Mark { connection, user } => marks.mark_into(&mut pipe, &user, &connection, until),
+                Change::Unmark { connection, user } => {
+                    pipe.cmd("HDEL").arg(marks.key(&user)).arg(connection).ignore();
+                }
+            }
+        }
+        if let Err(e) = marks.query(pipe).await {
+            // Redis being away only makes users look offline (or online until their marks
+            // lapse) until it is back.
+            tracing::debug!(error = %e, "writing presence changes failed");
+        }
     }
 }
 

@@ -55,10 +55,7 @@ impl Application {
         let redis = redis_client::connect(&common.redis_url, common.ready_timeout).context("configuring redis")?;
         let keys = Keys::new(common.redis_prefix.clone());
         let event_router = if config.route {
-            let fetch = match config.router_fetch_wait {
-                wait if wait.is_zero() => consumer::Fetch::Immediate,
-                wait => consumer::Fetch::Gather(wait),
-            };
+            let fetch = consumer::Fetch::up_to(config.router_fetch_wait);
             let consumer =
                 consumer::subscribe(&common.kafka_brokers, &config.group_id, &common.topics().event_topics(), fetch)
                     .context("creating the kafka consumer")?;

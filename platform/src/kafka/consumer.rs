@@ -86,6 +86,13 @@ pub enum Fetch {
     Gather(Duration),
 }
 
+impl Fetch {
+    /// Gathering for up to `wait`; a zero wait is [`Fetch::Immediate`].
+    pub fn up_to(wait: Duration) -> Self {
+        if wait.is_zero() { Self::Immediate } else { Self::Gather(wait) }
+    }
+}
+
 /// Creates a consumer-group member subscribed to `topics`.
 pub fn subscribe(brokers: &str, group_id: &str, topics: &[String], fetch: Fetch) -> Result<GroupConsumer, KafkaError> {
     let mut config = super::consumer_config(brokers, group_id);

@@ -28,9 +28,14 @@ fn realtime_process(bin: &std::path::Path, app: &TestApp, extra: &[(&str, &str)]
     ServiceProcess::start(bin.to_str().unwrap(), &env)
 }
 
+/// The `agora-realtime` binary, built if need be.
+async fn realtime_binary() -> std::path::PathBuf {
+    tokio::task::spawn_blocking(|| service_binary("agora-realtime")).await.unwrap()
+}
+
 /// Two realtime processes for `app`.
 async fn two_processes(app: &TestApp, extra: &[(&str, &str)]) -> (ServiceProcess, ServiceProcess) {
-    let bin = tokio::task::spawn_blocking(|| service_binary("agora-realtime")).await.unwrap();
+    let bin = realtime_binary().await;
     (realtime_process(&bin, app, extra), realtime_process(&bin, app, extra))
 }
 
@@ -413,7 +418,7 @@ async fn until_close(ws: &mut Ws) -> Option<CloseCode> {
 #[tokio::test]
 async fn a_process_told_to_stop_closes_each_socket_with_1012_and_exits_cleanly() {
     let app = TestApp::spawn().await;
-    let bin = tokio::task::spawn_blocking(|| service_binary("agora-realtime")).await.unwrap();
+    let bin = realtime_binary().await;
     let mut process = realtime_process(&bin, &app, &[]);
     let (ann, bob) = (app.user("ann").await, app.user("bob").await);
     let (mut ann_ws, _) = app.connect_ws_on(process.port, &ann.token).await;
@@ -440,7 +445,7 @@ async fn counter_total(app: &TestApp, process: &ServiceProcess, name: &str) -> f
 #[tokio::test]
 async fn a_process_that_only_holds_sockets_gets_its_users_frames_from_the_groups_routers() {
     let app = TestApp::spawn().await;
-    let bin = tokio::task::spawn_blocking(|| service_binary("agora-realtime")).await.unwrap();
+    let bin = realtime_binary().await;
     let sockets_only = realtime_process(&bin, &app, &[("AGORA_REALTIME_ROUTE", "false")]);
     let (ann, bob) = (app.user("ann").await, app.user("bob").await);
     let (mut bob_ws, _) = app.connect_ws_on(sockets_only.port, &bob.token).await;
