@@ -33,9 +33,10 @@ pub struct RealtimeConfig {
     /// `AGORA_SOCKET_SEND_BUFFER`, default 65536 bytes: each socket's kernel send buffer,
     /// fixed, so a client that stops reading fills it and its queue soon (then 1013).
     pub socket_send_buffer: u32,
-    /// `AGORA_ROUTER_DEDUPE_SECS`, default 3600: how long the router remembers that it
-    /// delivered an (event, recipient) pair, so a redelivered event is not pushed twice.
-    /// Redelivery covers what was routed but not yet committed when a router died: seconds.
+    /// `AGORA_ROUTER_DEDUPE_SECS`, default 3600: how long a recipient's delivery watermarks
+    /// (per partition, the last offset delivered to them) live after their last frame, so a
+    /// redelivered event is not pushed twice. Redelivery covers what was routed but not yet
+    /// committed when a router died or lost its partitions: seconds.
     pub router_dedupe: Duration,
     /// `AGORA_ROUTER_FETCH_WAIT_MS`, default 10: how long the router's Kafka fetch waits for
     /// events to gather. It adds up to that to a push; in return a fetch brings every event

@@ -1,10 +1,18 @@
 //! The router: from the event log to each recipient's Redis stream and channel.
 //!
 //! All realtime processes share one consumer group, so each event is routed once. For each
-//! recipient a Lua script, atomically: skips the (event, recipient) pair if already delivered
-//! (a redelivered event is not pushed twice), appends the frame to the user's stream (trimmed
-//! to the retention window, for resume) and publishes it on the user's channel. A game update
-//! also goes, once, to the game's channel for spectators; channel frames are live only.
+//! recipient a Lua script, atomically: skips the frame if the recipient's stream already has
+//! this event (a redelivered event is not pushed twice), appends the frame to the user's
+//! stream (trimmed to the retention window, for resume) and publishes it on the user's
+//! channel. A game update also goes, once, to the game's channel for spectators; channel
+//! frames are live only.
+//!
+//! What was delivered is remembered as a watermark, not a mark per frame: per recipient, the
+//! last offset delivered from each partition. A partition is routed in log order by one
+//! process at a time, so a redelivery (a crash or rebalance before the offsets were
+//! committed) is exactly an offset at or below that watermark. The producer is idempotent,
+//! so an event is in the log once. The cost is one small hash per recent recipient, not a key
+//! per frame (which at 20,000 frames/s held for an hour would be gigabytes of Redis).
 
 use crate::frames::Delivery;
 use crate::games::{self, Reading};
@@ -43,8 +51,10 @@ impl Keys {
     pub fn game_channel(&self, game: &str) -> String {
         format!("{}:rt:game:{game}", self.prefix)
     }
-    fn delivered(&self, event: &str, user: &str) -> String {
-        format!("{}:rt:delivered:{event}:{user}", self.prefix)
+    /// What was delivered to `subject` (a user, or `game:<id>` for a game's channel): field =
+    /// `<topic>:<partition>`, value = the last offset delivered from there.
+    fn seen(&self, subject: &str) -> String {
+        format!("{}:rt:seen:{subject}", self.prefix)
     }
     /// The stream epoch: replaced when Redis lost its data, so old positions are recognised.
     pub fn epoch(&self) -> String {
@@ -52,26 +62,98 @@ impl Keys {
     }
 }
 
-/// KEYS: the (event, recipient) mark, the recipient's stream, their channel. ARGV: the
-/// delivery, the stream's retention (s), the oldest stream id kept, how long the mark lives (s).
+/// Delivers up to [`FRAMES_PER_CALL`] frames, in order, in one call: a script call costs
+/// Redis more than the commands it runs, so one per frame would spend most of Redis's time
+/// entering Lua. For each frame it skips the frame if its subject's watermark for the
+/// frame's partition is at or past the frame's offset, else moves the watermark and either
+/// appends the frame to the user's stream and publishes it with its stream id, or (a game's
+/// channel) publishes it only.
+///
+/// KEYS, three per frame: the subject's watermarks, the user's stream (for a channel frame,
+/// the channel again, unused), the channel. ARGV: the stream retention (s), the oldest stream
+/// id kept, how long watermarks live (s), the number D of deliveries, the D deliveries, then
+/// four per frame: `s` (stream) or `c` (channel only), its delivery's number (1..D), its
+/// partition (`<topic>:<partition>`) and offset. Answers, per frame, its stream id, 1 for a
+/// channel frame published, or nil if it was delivered before.
 const DELIVER: &str = r"
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[4]) then
-  local id = redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[3], '*', 'd', ARGV[1])
-  redis.call('EXPIRE', KEYS[2], ARGV[2])
-  redis.call('PUBLISH', KEYS[3], id .. '|' .. ARGV[1])
-  return id
+local retention, min_id, life, d = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local out = {}
+for i = 1, #KEYS / 3 do
+  local k, a = (i - 1) * 3, 4 + d + (i - 1) * 4
+  local seen, field, offset = KEYS[k + 1], ARGV[a + 3], ARGV[a + 4]
+  local last = redis.call('HGET', seen, field)
+  if last and tonumber(last) >= tonumber(offset) then
+    out[i] = false
+  else
+    redis.call('HSET', seen, field, offset)
+    redis.call('EXPIRE', seen, life)
+    local delivery = ARGV[4 + tonumber(ARGV[a + 2])]
+    if ARGV[a + 1] == 's' then
+      local id = redis.call('XADD', KEYS[k + 2], 'MINID', '~', min_id, '*', 'd', delivery)
+      redis.call('EXPIRE', KEYS[k + 2], retention)
+      redis.call('PUBLISH', KEYS[k + 3], id .. '|' .. delivery)
+      out[i] = id
+    else
+      redis.call('PUBLISH', KEYS[k + 3], '|' .. delivery)
+      out[i] = 1
+    end
+  end
 end
-return false
+return out
 ";
 
-/// A channel frame, published once per (event, channel) however often the event is routed.
-const PUBLISH_ONCE: &str = r"
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
-  redis.call('PUBLISH', KEYS[2], '|' .. ARGV[1])
-  return 1
-end
-return 0
-";
+/// Frames per script call: a call holds Redis for its length (~2 ms at 100).
+const FRAMES_PER_CALL: usize = 100;
+
+/// Script calls per Redis pipeline (one round trip).
+const CALLS_PER_PIPELINE: usize = 20;
+
+/// The frames of one script call being put together.
+#[derive(Debug, Default)]
+struct Call {
+    keys: Vec<String>,
+    /// Each distinct delivery once (an event's frames share it, whatever its fan-out).
+    deliveries: Vec<String>,
+    /// Per frame: `s` or `c`, its delivery's number, partition and offset.
+    frames: Vec<[String; 4]>,
+    /// Per frame, its event type, for the metric.
+    kinds: Vec<&'static str>,
+}
+
+impl Call {
+    fn is_full(&self) -> bool {
+        self.kinds.len() >= FRAMES_PER_CALL
+    }
+
+    /// Adds `delivery` unless the call's last one is it already, and gives its number.
+    fn delivery(&mut self, json: &str) -> usize {
+        if self.deliveries.last().map(String::as_str) != Some(json) {
+            self.deliveries.push(json.to_owned());
+        }
+        self.deliveries.len()
+    }
+
+    fn add(&mut self, keys: [String; 3], mode: &str, json: &str, source: &Source, kind: &'static str) {
+        let n = self.delivery(json);
+        self.keys.extend(keys);
+        self.frames.push([mode.to_owned(), n.to_string(), source.field(), source.offset.to_string()]);
+        self.kinds.push(kind);
+    }
+}
+
+/// Where an event is in the log: what a recipient's watermark is kept in.
+#[derive(Debug, Clone, Copy)]
+struct Source<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+}
+
+impl Source<'_> {
+    fn field(&self) -> String {
+        format!("{}:{}", self.topic, self.partition)
+    }
+}
 
 /// The frames one event causes: the same data for each recipient.
 #[derive(Debug)]
@@ -117,10 +199,10 @@ pub struct Router {
     db: ReadDb,
     keys: Keys,
     retention: Duration,
-    /// How long an (event, recipient) mark lives: longer than any redelivery takes.
+    /// How long a recipient's watermarks live after their last frame: longer than any
+    /// redelivery takes.
     dedupe: Duration,
     script: redis::Script,
-    publish_once: redis::Script,
 }
 
 impl std::fmt::Debug for Router {
@@ -138,8 +220,7 @@ impl Router {
         retention: Duration,
         dedupe: Duration,
     ) -> Self {
-        let (script, publish_once) = (redis::Script::new(DELIVER), redis::Script::new(PUBLISH_ONCE));
-        Self { consumer, redis, db, keys, retention, dedupe, script, publish_once }
+        Self { consumer, redis, db, keys, retention, dedupe, script: redis::Script::new(DELIVER) }
     }
 
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
@@ -261,16 +342,21 @@ impl Router {
         Ok(Frames { recipients, event_type: "game.update", data, game: Some(id) })
     }
 
-    /// Delivers `routed` (events with their frames, in log order) through pipelines of up to
-    /// [`PIPELINE`] scripts: a batch costs a few round trips rather than one per recipient,
-    /// and pipelines keep their order, so each partition's events reach each stream in the
-    /// log's order. A delivery's JSON is built once per event, whatever its fan-out.
-    async fn deliver(&self, routed: &[(&Envelope, &Frames)]) -> Result<(), String> {
+    /// Delivers `routed` (events with their frames, in log order) in script calls of up to
+    /// [`FRAMES_PER_CALL`] frames, [`CALLS_PER_PIPELINE`] calls per round trip. Calls and
+    /// pipelines keep their order, so each partition's events reach each stream in the log's
+    /// order. A delivery's JSON is built once per event, whatever its fan-out.
+    async fn deliver(&self, routed: &[(&Envelope, Source<'_>, &Frames)]) -> Result<(), String> {
         let min_id = (chrono::Utc::now().timestamp_millis() - self.retention.as_millis() as i64).max(0);
         let (retention, dedupe) = (self.retention.as_secs().max(1), self.dedupe.as_secs().max(1));
-        let mut pipe = redis::pipe();
-        let mut kinds: Vec<&'static str> = Vec::new();
-        for (envelope, frames) in routed {
+        let mut calls: Vec<Call> = Vec::new();
+        let mut call = Call::default();
+        let next = |call: &mut Call, calls: &mut Vec<Call>| {
+            if call.is_full() {
+                calls.push(std::mem::take(call));
+            }
+        };
+        for (envelope, source, frames) in routed {
             let event_id = envelope.event_id.to_string();
             let delivery = |in_streams_of: Vec<String>| -> Result<String, String> {
                 let data = RawValue::from_string(frames.data.to_string()).map_err(|e| e.to_string())?;
@@ -285,65 +371,62 @@ impl Router {
             };
             let json = delivery(Vec::new())?;
             for recipient in &frames.recipients {
-                pipe.cmd("EVALSHA")
-                    .arg(self.script.get_hash())
-                    .arg(3)
-                    .arg(self.keys.delivered(&event_id, recipient))
-                    .arg(self.keys.user_stream(recipient))
-                    .arg(self.keys.user_channel(recipient))
-                    .arg(&json)
-                    .arg(retention)
-                    .arg(min_id)
-                    .arg(dedupe);
-                kinds.push(frames.event_type);
-                if kinds.len() >= PIPELINE {
-                    self.send(std::mem::take(&mut pipe), std::mem::take(&mut kinds)).await?;
-                }
+                let keys =
+                    [self.keys.seen(recipient), self.keys.user_stream(recipient), self.keys.user_channel(recipient)];
+                call.add(keys, "s", &json, source, frames.event_type);
+                next(&mut call, &mut calls);
             }
             if let Some(game) = &frames.game {
                 // The players get it in their own streams, so their sockets skip this copy.
                 let json = delivery(frames.recipients.clone())?;
                 let channel = self.keys.game_channel(game);
-                pipe.cmd("EVALSHA")
-                    .arg(self.publish_once.get_hash())
-                    .arg(2)
-                    .arg(self.keys.delivered(&event_id, &channel))
-                    .arg(channel)
-                    .arg(json)
-                    .arg(dedupe);
-                kinds.push("game.update.channel");
+                let keys = [self.keys.seen(&format!("game:{game}")), channel.clone(), channel];
+                call.add(keys, "c", &json, source, "game.update.channel");
+                next(&mut call, &mut calls);
             }
         }
-        if !kinds.is_empty() {
-            self.send(pipe, kinds).await?;
+        if !call.kinds.is_empty() {
+            calls.push(call);
+        }
+        while !calls.is_empty() {
+            let rest = calls.split_off(calls.len().min(CALLS_PER_PIPELINE));
+            self.send(&calls, retention, &min_id.to_string(), dedupe).await?;
+            calls = rest;
         }
         Ok(())
     }
 
-    /// Runs one pipeline of deliveries (`kinds`: each one's event type, for the metric),
-    /// loading the scripts first if Redis does not have them (it restarted, or is new).
-    async fn send(&self, pipe: redis::Pipeline, kinds: Vec<&'static str>) -> Result<(), String> {
+    /// Runs `calls` in one pipeline, loading the script first if Redis does not have it (it
+    /// restarted, or is new), and counts the frames that went out.
+    async fn send(&self, calls: &[Call], retention: u64, min_id: &str, dedupe: u64) -> Result<(), String> {
+        let mut pipe = redis::pipe();
+        for call in calls {
+            let c = pipe.cmd("EVALSHA").arg(self.script.get_hash()).arg(call.keys.len()).arg(&call.keys);
+            c.arg(retention).arg(min_id).arg(dedupe).arg(call.deliveries.len()).arg(&call.deliveries);
+            for frame in &call.frames {
+                c.arg(frame);
+            }
+        }
         let mut conn = self.redis.clone();
-        let replies: Vec<redis::Value> = match pipe.query_async(&mut conn).await {
+        let replies: Vec<Vec<redis::Value>> = match pipe.query_async(&mut conn).await {
             Ok(r) => r,
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                for code in [DELIVER, PUBLISH_ONCE] {
-                    let _: String = redis::cmd("SCRIPT")
-                        .arg("LOAD")
-                        .arg(code)
-                        .query_async(&mut conn)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
+                let _: String = redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(DELIVER)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 pipe.query_async(&mut conn).await.map_err(|e| e.to_string())?
             }
             Err(e) => return Err(e.to_string()),
         };
-        for (kind, reply) in kinds.into_iter().zip(replies) {
-            // A delivery answers its stream id (nil if already delivered); a channel
-            // publication 1 (0 if already published).
-            if !matches!(reply, redis::Value::Nil | redis::Value::Int(0)) {
-                metrics::counter!(names::FRAMES_ROUTED, "event_type" => kind).increment(1);
+        for (call, replies) in calls.iter().zip(replies) {
+            for (kind, reply) in call.kinds.iter().zip(replies) {
+                // Nil: delivered before.
+                if !matches!(reply, redis::Value::Nil) {
+                    metrics::counter!(names::FRAMES_ROUTED, "event_type" => *kind).increment(1);
+                }
             }
         }
         Ok(())
@@ -353,36 +436,34 @@ impl Router {
 /// Events handed to the router at once (what one poll has fetched, up to this).
 const MAX_BATCH: usize = 500;
 
-/// Scripts per Redis pipeline.
-const PIPELINE: usize = 1000;
-
 impl consumer::BatchHandler for Router {
     /// Routes a batch. Every event's frames are worked out together; an event that cannot be
     /// routed yet holds back only the events after it on its own partition, and the rest go
     /// out. The batch is done (its offsets stored) once every event is delivered or given up.
     async fn handle_batch(&self, messages: &[BorrowedMessage<'_>], mut shutdown: watch::Receiver<bool>) -> Handled {
         // The projector dead-letters what cannot be decoded; nothing to push for it here.
-        let events: Vec<((&str, i32), Envelope)> = messages
+        let events: Vec<((&str, i32), i64, Envelope)> = messages
             .iter()
             .filter_map(|m| {
-                Some(((m.topic(), m.partition()), Envelope::from_json(m.payload().unwrap_or_default()).ok()?))
+                let envelope = Envelope::from_json(m.payload().unwrap_or_default()).ok()?;
+                Some(((m.topic(), m.partition()), m.offset(), envelope))
             })
             .collect();
         // Each partition's events in log order, the partitions interleaved by event time, so
         // that events of different aggregates fetched together reach a stream in the order
         // they happened.
         let keys: Vec<(&(&str, i32), i64)> =
-            events.iter().map(|(p, e)| (p, e.occurred_at.timestamp_millis())).collect();
+            events.iter().map(|(p, _, e)| (p, e.occurred_at.timestamp_millis())).collect();
         let mut pending: Vec<usize> = merged_by_time(&keys);
         let mut waiting_since: HashMap<usize, Instant> = HashMap::new();
         let mut pause = Duration::from_millis(50);
         while !pending.is_empty() {
-            let worked_out = futures::future::join_all(pending.iter().map(|&i| self.frames_for(&events[i].1))).await;
+            let worked_out = futures::future::join_all(pending.iter().map(|&i| self.frames_for(&events[i].2))).await;
             let mut held: HashSet<(&str, i32)> = HashSet::new();
             let (mut ready, mut later) = (Vec::new(), Vec::new());
             let mut problem = None;
             for (&i, outcome) in pending.iter().zip(worked_out) {
-                let (partition, envelope) = (&events[i].0, &events[i].1);
+                let (partition, envelope) = (&events[i].0, &events[i].2);
                 if held.contains(partition) {
                     later.push(i);
                     continue;
@@ -404,7 +485,13 @@ impl consumer::BatchHandler for Router {
                     }
                 }
             }
-            let routed: Vec<(&Envelope, &Frames)> = ready.iter().map(|(i, f)| (&events[*i].1, f)).collect();
+            let routed: Vec<(&Envelope, Source, &Frames)> = ready
+                .iter()
+                .map(|(i, f)| {
+                    let ((topic, partition), offset, envelope) = &events[*i];
+                    (envelope, Source { topic, partition: *partition, offset: *offset }, f)
+                })
+                .collect();
             match self.deliver(&routed).await {
                 // A retry after a failed delivery repeats it; the delivered marks keep it from
                 // pushing twice.
@@ -488,6 +575,25 @@ mod notified_tests {
         assert_eq!(order, vec![1, 3, 4, 0, 2]);
         assert_eq!(merged_by_time::<&str>(&[]), Vec::<usize>::new());
         assert_eq!(merged_by_time(&[("a", 2), ("b", 2), ("a", 1)]), vec![0, 2, 1], "ties go to the earlier fetched");
+    }
+    #[test]
+    fn a_call_sends_each_events_delivery_once_and_numbers_its_frames_by_it() {
+        let source = |offset| Source { topic: "t", partition: 2, offset };
+        let keys = |u: &str| [format!("seen:{u}"), format!("stream:{u}"), format!("user:{u}")];
+        let mut call = Call::default();
+        call.add(keys("a"), "s", "{post}", &source(7), "feed.post");
+        call.add(keys("b"), "s", "{post}", &source(7), "feed.post");
+        call.add(keys("g"), "c", "{move}", &source(8), "game.update.channel");
+        assert_eq!(call.deliveries, ["{post}", "{move}"]);
+        assert_eq!(call.keys.len(), 9, "three keys per frame");
+        assert_eq!(call.frames[1], ["s", "1", "t:2", "7"].map(String::from));
+        assert_eq!(call.frames[2], ["c", "2", "t:2", "8"].map(String::from));
+        assert!(!call.is_full());
+        for _ in 3..FRAMES_PER_CALL {
+            call.add(keys("c"), "s", "{move}", &source(9), "message");
+        }
+        assert!(call.is_full());
+        assert_eq!(call.deliveries.len(), 2, "a repeated delivery is not sent again");
     }
     use agora_schemas::events::{PostLiked, UserFollowed};
     use agora_schemas::{PostId, UserId};

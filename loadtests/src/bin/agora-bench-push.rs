@@ -185,7 +185,10 @@ fn coordinate(argv: Vec<String>) -> anyhow::Result<()> {
             "--log-dir" => log_dir = Some(PathBuf::from(value)),
             "--realtime-env" => {
                 let (k, v) = value.split_once('=').context("--realtime-env takes KEY=VALUE")?;
-                anyhow::ensure!(k.starts_with("AGORA_"), "--realtime-env: {k} is not an AGORA_ variable");
+                anyhow::ensure!(
+                    ["AGORA_", "TOKIO_", "MIMALLOC_"].iter().any(|p| k.starts_with(p)),
+                    "--realtime-env: {k} is not an AGORA_, TOKIO_ or MIMALLOC_ variable"
+                );
                 realtime_env.retain(|(key, _)| key != k);
                 realtime_env.push((k.to_owned(), v.to_owned()));
             }

@@ -461,3 +461,55 @@ async fn a_process_that_only_holds_sockets_gets_its_users_frames_from_the_groups
     drop(sockets_only);
     app.shutdown().await;
 }
+
+/// A second router group reads the log from its start and routes every event again: what a
+/// redelivery after a crash or a rebalance is, at its largest. Nothing reaches a socket or a
+/// stream twice, because each recipient's watermark per partition says it was delivered.
+#[tokio::test]
+async fn a_router_group_rereading_the_whole_log_pushes_nothing_twice() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = (app.user("ann").await, app.user("bob").await);
+    let (mut bob_ws, _) = app.connect_ws(&bob.token).await;
+    let texts_of = |frames: &[Value]| -> Vec<String> {
+        frames.iter().filter(|f| f["event_type"] == "message").map(|f| f["data"]["text"].to_string()).collect()
+    };
+    let sent = ["one", "two", "three"];
+    for text in sent {
+        assert_accepted(&app.post_json("/v1/messages", &ann.token, &json!({"to": bob.id, "text": text})).await);
+    }
+    let first = events_until_quiet(&mut bob_ws, 3, Duration::from_millis(1500)).await;
+    assert_eq!(texts_of(&first), sent.map(|t| json!(t).to_string()), "{first:?}");
+
+    let group = format!("{}-again", app.env.string("AGORA_REALTIME_GROUP", ""));
+    let again = realtime_process(&realtime_binary().await, &app, &[("AGORA_REALTIME_GROUP", &group)]);
+    let topics = agora_schemas::aggregate::Topics::new(app.prefix.clone()).event_topics();
+    eventually(Duration::from_secs(60), "the second group to have read the whole log", || {
+        let (brokers, group, topics) = (app.stack.kafka.clone(), group.clone(), topics.clone());
+        async move {
+            let rows = tokio::task::spawn_blocking(move || {
+                agora_platform::kafka::lag::group_lag(&brokers, &group, &topics, Duration::from_secs(5))
+            })
+            .await
+            .ok()?
+            .ok()?;
+            rows.iter().all(|r| r.lag() == 0).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(counter_total(&app, &again, "agora_realtime_frames_routed_total").await, 0.0, "nothing routed twice");
+
+    // Both groups route what comes next; the one that is second skips it.
+    assert_accepted(&app.post_json("/v1/messages", &ann.token, &json!({"to": bob.id, "text": "four"})).await);
+    let rest = events_until_quiet(&mut bob_ws, 1, Duration::from_millis(2000)).await;
+    assert_eq!(texts_of(&rest), [json!("four").to_string()], "bob got each message once: {rest:?}");
+
+    // A resume from the start of bob's stream finds each message once too.
+    let epoch = first[0]["stream_pos"].as_str().unwrap().split_once('-').unwrap().0.to_owned();
+    let (mut again_ws, _) = app.connect_ws(&bob.token).await;
+    send(&mut again_ws, json!({"op": "resume", "after": format!("{epoch}-0-0")})).await;
+    let replayed = events_until_quiet(&mut again_ws, 4, Duration::from_millis(1500)).await;
+    let want: Vec<String> = ["one", "two", "three", "four"].iter().map(|t| json!(t).to_string()).collect();
+    assert_eq!(texts_of(&replayed), want, "{replayed:?}");
+    drop(again);
+    app.shutdown().await;
+}
