@@ -1,11 +1,11 @@
 //! The router: from the event log to each recipient's Redis stream and channel.
 //!
 //! All realtime processes share one consumer group, so each event is routed once. For each
-//! recipient a Lua script, atomically: skips the frame if the recipient's stream already has
-//! this event (a redelivered event is not pushed twice), appends the frame to the user's
-//! stream (trimmed to the retention window, for resume) and publishes it on the user's
-//! channel. A game update also goes, once, to the game's channel for spectators; channel
-//! frames are live only.
+//! recipient a Lua script, atomically: skips the frame if it was delivered before (a
+//! redelivered event is not pushed twice), appends the frame to the user's stream (trimmed
+//! to the retention window, for resume) and publishes it on the user's channel. A game
+//! update also goes, once, to the game's channel for spectators; channel frames are live
+//! only.
 //!
 //! What was delivered is remembered as a watermark, not a mark per frame: per recipient, the
 //! last offset delivered from each partition. A partition is routed in log order by one
@@ -62,12 +62,11 @@ impl Keys {
     }
 }
 
-/// Delivers up to [`FRAMES_PER_CALL`] frames, in order, in one call: a script call costs
-/// Redis more than the commands it runs, so one per frame would spend most of Redis's time
-/// entering Lua. For each frame it skips the frame if its subject's watermark for the
-/// frame's partition is at or past the frame's offset, else moves the watermark and either
-/// appends the frame to the user's stream and publishes it with its stream id, or (a game's
-/// channel) publishes it only.
+/// Delivers up to [`FRAMES_PER_CALL`] frames, in order, in one call, which carries each of
+/// their deliveries once (a post's fan-out does not repeat its JSON per follower). It skips
+/// a frame if its subject's watermark for the frame's partition is at or past the frame's
+/// offset; else it moves the watermark and either appends the frame to the user's stream and
+/// publishes it with its stream id, or (a game's channel) publishes it only.
 ///
 /// KEYS, three per frame: the subject's watermarks, the user's stream (for a channel frame,
 /// the channel again, unused), the channel. ARGV: the stream retention (s), the oldest stream
@@ -133,11 +132,21 @@ impl Call {
         self.deliveries.len()
     }
 
-    fn add(&mut self, keys: [String; 3], mode: &str, json: &str, source: &Source, kind: &'static str) {
+    /// Adds a frame: `field` and `offset` are its event's partition and offset.
+    fn add(&mut self, keys: [String; 3], mode: &str, json: &str, (field, offset): (&str, &str), kind: &'static str) {
         let n = self.delivery(json);
         self.keys.extend(keys);
-        self.frames.push([mode.to_owned(), n.to_string(), source.field(), source.offset.to_string()]);
+        self.frames.push([mode.to_owned(), n.to_string(), field.to_owned(), offset.to_owned()]);
         self.kinds.push(kind);
+    }
+
+    /// The call of `calls` to add the next frame to: the last, or a new one if that is full.
+    fn open(calls: &mut Vec<Call>) -> &mut Call {
+        if calls.last().is_none_or(Call::is_full) {
+            calls.push(Call::default());
+        }
+        let last = calls.len() - 1;
+        &mut calls[last]
     }
 }
 
@@ -350,14 +359,10 @@ impl Router {
         let min_id = (chrono::Utc::now().timestamp_millis() - self.retention.as_millis() as i64).max(0);
         let (retention, dedupe) = (self.retention.as_secs().max(1), self.dedupe.as_secs().max(1));
         let mut calls: Vec<Call> = Vec::new();
-        let mut call = Call::default();
-        let next = |call: &mut Call, calls: &mut Vec<Call>| {
-            if call.is_full() {
-                calls.push(std::mem::take(call));
-            }
-        };
         for (envelope, source, frames) in routed {
             let event_id = envelope.event_id.to_string();
+            let (field, offset) = (source.field(), source.offset.to_string());
+            let at = (field.as_str(), offset.as_str());
             let delivery = |in_streams_of: Vec<String>| -> Result<String, String> {
                 let data = RawValue::from_string(frames.data.to_string()).map_err(|e| e.to_string())?;
                 let d = Delivery {
@@ -373,20 +378,15 @@ impl Router {
             for recipient in &frames.recipients {
                 let keys =
                     [self.keys.seen(recipient), self.keys.user_stream(recipient), self.keys.user_channel(recipient)];
-                call.add(keys, "s", &json, source, frames.event_type);
-                next(&mut call, &mut calls);
+                Call::open(&mut calls).add(keys, "s", &json, at, frames.event_type);
             }
             if let Some(game) = &frames.game {
                 // The players get it in their own streams, so their sockets skip this copy.
                 let json = delivery(frames.recipients.clone())?;
                 let channel = self.keys.game_channel(game);
                 let keys = [self.keys.seen(&format!("game:{game}")), channel.clone(), channel];
-                call.add(keys, "c", &json, source, "game.update.channel");
-                next(&mut call, &mut calls);
+                Call::open(&mut calls).add(keys, "c", &json, at, "game.update.channel");
             }
-        }
-        if !call.kinds.is_empty() {
-            calls.push(call);
         }
         while !calls.is_empty() {
             let rest = calls.split_off(calls.len().min(CALLS_PER_PIPELINE));
@@ -493,7 +493,7 @@ impl consumer::BatchHandler for Router {
                 })
                 .collect();
             match self.deliver(&routed).await {
-                // A retry after a failed delivery repeats it; the delivered marks keep it from
+                // A retry after a failed delivery repeats it; the watermarks keep it from
                 // pushing twice.
                 Err(e) => problem = Some((true, e)),
                 Ok(()) => pending = later,
@@ -578,19 +578,19 @@ mod notified_tests {
     }
     #[test]
     fn a_call_sends_each_events_delivery_once_and_numbers_its_frames_by_it() {
-        let source = |offset| Source { topic: "t", partition: 2, offset };
+        let source = |offset: &'static str| ("t:2", offset);
         let keys = |u: &str| [format!("seen:{u}"), format!("stream:{u}"), format!("user:{u}")];
         let mut call = Call::default();
-        call.add(keys("a"), "s", "{post}", &source(7), "feed.post");
-        call.add(keys("b"), "s", "{post}", &source(7), "feed.post");
-        call.add(keys("g"), "c", "{move}", &source(8), "game.update.channel");
+        call.add(keys("a"), "s", "{post}", source("7"), "feed.post");
+        call.add(keys("b"), "s", "{post}", source("7"), "feed.post");
+        call.add(keys("g"), "c", "{move}", source("8"), "game.update.channel");
         assert_eq!(call.deliveries, ["{post}", "{move}"]);
         assert_eq!(call.keys.len(), 9, "three keys per frame");
         assert_eq!(call.frames[1], ["s", "1", "t:2", "7"].map(String::from));
         assert_eq!(call.frames[2], ["c", "2", "t:2", "8"].map(String::from));
         assert!(!call.is_full());
         for _ in 3..FRAMES_PER_CALL {
-            call.add(keys("c"), "s", "{move}", &source(9), "message");
+            call.add(keys("c"), "s", "{move}", source("9"), "message");
         }
         assert!(call.is_full());
         assert_eq!(call.deliveries.len(), 2, "a repeated delivery is not sent again");
