@@ -164,7 +164,7 @@ async fn fixtures(api: &Api) -> Value {
 async fn schemathesis_finds_no_answer_that_contradicts_the_openapi_document() {
     let st = schemathesis::binary();
     let started = Instant::now();
-    let prefix = format!("st{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let prefix = agora_testkit::names::test_prefix("st");
     let env = settings(&prefix);
     schemathesis::require_stack(
         &env.string("AGORA_KAFKA_BROKERS", ""),

@@ -53,6 +53,10 @@ deploy/local/build-deps.sh
 ensure_schemathesis
 say "starting the local stack (Kafka, FerretDB, Redis)"
 deploy/local/stack.sh up
+# What earlier runs left (tests keep their data for inspection) would otherwise pile up into
+# thousands of topics and databases that make Kafka and FerretDB slow to start and answer.
+say "removing earlier test runs' topics, groups, databases and keys"
+cargo run --quiet -p agora-testkit --bin agora-clean-test-data
 say "running the test suite"
 if (($# > 0)); then
 	exec cargo test "$@"

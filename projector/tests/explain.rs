@@ -188,7 +188,7 @@ fn index_names(plan: &Bson, found: &mut Vec<String>) {
 async fn every_hot_query_is_answered_through_its_index() {
     let uri = std::env::var("AGORA_TEST_MONGO_URI").unwrap_or_else(|_| "mongodb://127.0.0.1:27017/".into());
     let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
-    let name = format!("explain_{}", uuid::Uuid::new_v4().simple());
+    let name = agora_testkit::names::test_prefix("explain_");
     let db = client.database(&name);
     agora_projector::readmodel::ensure_indexes(&db).await.unwrap();
     let mut failures = Vec::new();

@@ -91,7 +91,7 @@ where
         }
     }));
     let client = Client::with_options(options).unwrap();
-    let name = format!("tstore_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let name = agora_testkit::names::test_prefix("tstore_");
     let db = client.database(&name);
     let t = Arc::new(Db { store: Store::new(&db), db: db.clone(), updates, largest_update });
     let outcome = AssertUnwindSafe(test(t)).catch_unwind().await;

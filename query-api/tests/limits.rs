@@ -21,7 +21,7 @@ fn env_or(name: &str, default: &str) -> String {
 }
 
 fn settings(extra: &[(&str, &str)]) -> Env {
-    let prefix = format!("ql{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let prefix = agora_testkit::names::test_prefix("ql");
     let mut env = Env::from_pairs([
         ("AGORA_MONGO_URI", env_or("AGORA_TEST_MONGO_URI", "mongodb://127.0.0.1:27017")),
         ("AGORA_REDIS_URL", env_or("AGORA_TEST_REDIS_URL", "redis://127.0.0.1:6379")),

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod names;
 pub mod schemathesis;
 
 use std::io::{BufRead, BufReader};
@@ -20,7 +21,7 @@ pub struct ServiceProcess {
 
 /// Environment for a service process against the local stack, isolated by a fresh prefix.
 pub fn isolated_env(addr_var: &str) -> Vec<(String, String)> {
-    let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let prefix = names::test_prefix("t");
     vec![
         (addr_var.to_owned(), "127.0.0.1:0".to_owned()),
         ("AGORA_TOPIC_PREFIX".to_owned(), prefix.clone()),

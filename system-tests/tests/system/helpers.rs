@@ -261,7 +261,7 @@ impl TestApp {
     /// Boots the four services on `stack`; `extra_env` overrides the test defaults.
     pub async fn spawn_with(stack: Stack, extra_env: &[(&str, &str)]) -> Self {
         stack.require_up().await;
-        let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let prefix = agora_testkit::names::test_prefix("t");
         let mut env = Env::from_pairs([
             ("AGORA_KAFKA_BROKERS", stack.kafka.clone()),
             ("AGORA_MONGO_URI", stack.mongo.clone()),
@@ -542,7 +542,7 @@ fn read_topic(brokers: &str, topic: &str, within: Duration) -> Vec<LogRecord> {
     let deadline = Instant::now() + within;
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("group.id", format!("log-reader-{}", uuid::Uuid::new_v4().simple()))
+        .set("group.id", agora_testkit::names::test_prefix("log-reader-"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .set("auto.offset.reset", "earliest")
