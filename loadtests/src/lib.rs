@@ -28,4 +28,5 @@ mod tests {
     }
 }
 
+pub mod load;
 pub mod push;

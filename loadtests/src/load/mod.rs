@@ -1,0 +1,6 @@
+//! The load generator of virtual users (issue 6): a power-law follow graph, the old system's
+//! scenarios at open-loop rates, several processes whose histograms are merged.
+
+pub mod graph;
+pub mod record;
+pub mod schedule;
