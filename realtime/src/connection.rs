@@ -266,11 +266,29 @@ async fn send_all<S: Sink<Message> + Unpin>(tx: &mut S, frames: Vec<String>, mai
 /// How long a slow client's close frame may wait behind what it has not read; then the
 /// connection is dropped without it.
 const SLOW_CLOSE_GRACE: Duration = Duration::from_secs(10);
+/// How long, once the close frame is out, the socket stays open for the client's reply.
+const CLOSE_LINGER: Duration = Duration::from_secs(5);
 
-async fn close_slow<S: Sink<Message> + Unpin>(tx: &mut S, frame: Message) {
+/// Sends the close frame, then reads (and drops) what the client still sends until its own
+/// close frame comes, or `CLOSE_LINGER` passes. Dropping the socket at once would make the
+/// kernel answer the client's next write (a pong to a ping it is only now reading) with a
+/// reset, and a reset discards what the client has not read yet: the close frame among it.
+async fn close_slow<S, E>(tx: &mut S, frame: Message)
+where
+    S: Sink<Message> + Stream<Item = Result<Message, E>> + Unpin,
+{
     if tokio::time::timeout(SLOW_CLOSE_GRACE, tx.send(frame)).await.is_err() {
         tracing::debug!("a slow client's close frame could not be written; dropping the connection");
+        return;
     }
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        while let Some(Ok(message)) = tx.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Entries read per `XRANGE` while replaying.

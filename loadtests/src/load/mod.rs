@@ -2,5 +2,6 @@
 //! scenarios at open-loop rates, several processes whose histograms are merged.
 
 pub mod graph;
+pub mod mix;
 pub mod record;
 pub mod schedule;
