@@ -4,4 +4,5 @@
 pub mod graph;
 pub mod mix;
 pub mod record;
+pub mod report;
 pub mod schedule;
