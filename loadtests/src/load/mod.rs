@@ -6,3 +6,4 @@ pub mod mix;
 pub mod record;
 pub mod report;
 pub mod schedule;
+pub mod split;
