@@ -7,3 +7,4 @@ pub mod record;
 pub mod report;
 pub mod schedule;
 pub mod split;
+pub mod users;

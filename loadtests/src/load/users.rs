@@ -1,0 +1,163 @@
+//! Setting up a run's virtual users through the public API, as clients would: registration
+//! (each user from its shard's source addresses, since auth is rate limited per address) and
+//! the follow graph's edges.
+
+use super::graph::FollowGraph;
+use super::split::Shard;
+use anyhow::Context;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+/// The password of every virtual user: they are throwaway accounts on a loopback system.
+pub const PASSWORD: &str = "agora-load-password";
+/// A 429 or 503 is retried after its `Retry-After`, this many times.
+const RETRIES: u32 = 5;
+
+/// Where the system under load answers (all loopback; checked by the caller).
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub command: String,
+    pub query: String,
+    pub realtime: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualUser {
+    pub index: usize,
+    pub id: String,
+    pub token: String,
+}
+
+/// One HTTP client per source address, for a shard's users in turn.
+pub fn clients(sources: &[Ipv4Addr]) -> anyhow::Result<Vec<reqwest::Client>> {
+    sources
+        .iter()
+        .map(|ip| {
+            reqwest::Client::builder()
+                .local_address(std::net::IpAddr::V4(*ip))
+                .timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(64)
+                .build()
+                .with_context(|| format!("an HTTP client on {ip}"))
+        })
+        .collect()
+}
+
+/// The handle of user `index` of the run tagged `tag` (`^[a-z0-9_]{3,30}$`).
+pub fn handle(tag: &str, index: usize) -> String {
+    format!("{tag}_{index}")
+}
+
+/// Sends a request, retrying 429 and 503 after their `Retry-After` (capped at 5 s).
+async fn send(request: reqwest::RequestBuilder) -> anyhow::Result<(u16, Value)> {
+    let mut attempt = 0;
+    loop {
+        let r = request.try_clone().context("a request with a streaming body")?.send().await?;
+        let status = r.status().as_u16();
+        if (status == 429 || status == 503) && attempt < RETRIES {
+            let wait =
+                r.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse::<u64>().ok()).unwrap_or(1).min(5);
+            attempt += 1;
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            continue;
+        }
+        let body = r.json::<Value>().await.unwrap_or(Value::Null);
+        return Ok((status, body));
+    }
+}
+
+/// Registers the shard's users, `concurrency` at a time; `progress` gets the count done.
+pub async fn register(
+    ep: &Endpoints,
+    shard: &Shard,
+    tag: &str,
+    concurrency: usize,
+    progress: impl Fn(usize),
+) -> anyhow::Result<Vec<VirtualUser>> {
+    let clients = clients(&shard.sources)?;
+    let per_source = shard.users.len().div_ceil(clients.len().max(1)).max(1);
+    let url = format!("{}/v1/auth/register", ep.command);
+    let mut done = 0;
+    let mut users: Vec<VirtualUser> = futures::stream::iter(shard.users.clone())
+        .map(|index| {
+            let client = &clients[((index - shard.users.start) / per_source).min(clients.len() - 1)];
+            let body = json!({"handle": handle(tag, index), "display_name": format!("Load user {index}"), "password": PASSWORD});
+            let request = client.post(&url).json(&body);
+            async move {
+                let (status, body) = send(request).await.with_context(|| format!("registering user {index}"))?;
+                anyhow::ensure!(status == 201, "registering user {index}: {status} {body}");
+                let field = |k: &str| body[k].as_str().map(str::to_owned).with_context(|| format!("no {k} in {body}"));
+                Ok(VirtualUser { index, id: field("user_id")?, token: field("token")? })
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .map(|r| {
+            done += 1;
+            progress(done);
+            r
+        })
+        .collect::<Vec<anyhow::Result<VirtualUser>>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    users.sort_by_key(|u| u.index);
+    Ok(users)
+}
+
+/// Makes the shard's users follow whom the graph says; `all` holds every user of the run,
+/// by index. Returns the edges made.
+pub async fn follow(
+    ep: &Endpoints,
+    shard: &Shard,
+    all: &[VirtualUser],
+    graph: &FollowGraph,
+    concurrency: usize,
+    progress: impl Fn(usize),
+) -> anyhow::Result<usize> {
+    let clients = clients(&shard.sources)?;
+    let edges: Vec<(usize, usize)> =
+        shard.users.clone().flat_map(|u| graph.follows[u].iter().map(move |&v| (u, v as usize))).collect();
+    let total = edges.len();
+    let mut done = 0;
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(edges)
+        .map(|(u, v)| {
+            let client = &clients[u % clients.len()];
+            let (follower, followee) = (&all[u], &all[v]);
+            let request = client.put(format!("{}/v1/follows/{}", ep.command, followee.id)).bearer_auth(&follower.token);
+            async move {
+                let (status, body) = send(request).await.with_context(|| format!("user {u} following {v}"))?;
+                anyhow::ensure!(status == 202, "user {u} following {v}: {status} {body}");
+                Ok(())
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .map(|r| {
+            done += 1;
+            progress(done);
+            r
+        })
+        .collect()
+        .await;
+    results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_fit_the_contract_s_pattern_for_any_preset() {
+        let tag = "l0123456789";
+        for index in [0, 99_999, 999_999] {
+            let h = handle(tag, index);
+            assert!(
+                (3..=30).contains(&h.len())
+                    && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{h}"
+            );
+        }
+    }
+}
