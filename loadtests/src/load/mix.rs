@@ -153,6 +153,7 @@ mod tests {
         assert_eq!(Op::Feed.tier(), Tier::Query);
         assert_eq!(Op::Move.tier(), Tier::Command);
         let mut names: Vec<_> = Op::ALL.iter().map(|o| o.name()).collect();
+        names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Op::ALL.len());
     }

@@ -96,7 +96,15 @@ fn target_for(tier: &str) -> f64 {
     if tier == "push" || tier.contains("socket") { SOCKET_TARGET_MS } else { API_TARGET_MS }
 }
 
-/// `docs/benchmarks.md`; `plots` names each tier's SVG, relative to the markdown.
+/// The tiers (or lags) any step has, sorted, once each.
+fn names<'a>(r: &'a RunReport, of: impl Fn(&'a Step) -> &'a BTreeMap<String, Figures>) -> Vec<&'a String> {
+    let mut all: Vec<&String> = r.steps.iter().flat_map(|s| of(s).keys()).collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+/// `docs/benchmarks.md`; `plot_path` names each tier's SVG, relative to the markdown.
 pub fn markdown(r: &RunReport, plot_path: impl Fn(&str) -> String) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# Benchmarks\n");
@@ -126,13 +134,7 @@ pub fn markdown(r: &RunReport, plot_path: impl Fn(&str) -> String) -> String {
          errors under {}.\n",
         pct(ERROR_TARGET)
     );
-    let tiers: Vec<&String> = {
-        let mut t: Vec<&String> = r.steps.iter().flat_map(|s| s.tiers.keys()).collect();
-        t.sort();
-        t.dedup();
-        t
-    };
-    for tier in &tiers {
+    for tier in &names(r, |s| &s.tiers) {
         let _ = writeln!(md, "## Tier: {tier}\n");
         let _ = writeln!(md, "![{tier} latency against offered load]({})\n", plot_path(tier));
         let _ = writeln!(
@@ -159,12 +161,7 @@ pub fn markdown(r: &RunReport, plot_path: impl Fn(&str) -> String) -> String {
         }
         let _ = writeln!(md);
     }
-    let lags: Vec<&String> = {
-        let mut l: Vec<&String> = r.steps.iter().flat_map(|s| s.lags.keys()).collect();
-        l.sort();
-        l.dedup();
-        l
-    };
+    let lags = names(r, |s| &s.lags);
     if !lags.is_empty() {
         let _ = writeln!(md, "## End-to-end lag from a command's 202\n");
         let _ = writeln!(md, "| lag | load | samples | p50 | p99 | p99.9 |");
@@ -293,10 +290,7 @@ pub fn svg(r: &RunReport, tier: &str) -> String {
 pub fn files(r: &RunReport) -> Vec<(String, String)> {
     let plot = |tier: &str| format!("benchmarks/{tier}.svg");
     let mut out = vec![("benchmarks.md".to_owned(), markdown(r, plot))];
-    let mut tiers: Vec<&String> = r.steps.iter().flat_map(|s| s.tiers.keys()).collect();
-    tiers.sort();
-    tiers.dedup();
-    out.extend(tiers.into_iter().map(|t| (plot(t), svg(r, t))));
+    out.extend(names(r, |s| &s.tiers).into_iter().map(|t| (plot(t), svg(r, t))));
     out
 }
 

@@ -68,6 +68,25 @@ async fn send(request: reqwest::RequestBuilder) -> anyhow::Result<(u16, Value)> 
     }
 }
 
+/// Runs `requests`, `concurrency` at a time, telling `progress` how many are done; the
+/// first error ends it.
+async fn all_of<T, Fut>(
+    requests: impl Iterator<Item = Fut>,
+    concurrency: usize,
+    progress: impl Fn(usize),
+) -> anyhow::Result<Vec<T>>
+where
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut running = futures::stream::iter(requests).buffer_unordered(concurrency.max(1));
+    let mut done = Vec::new();
+    while let Some(result) = running.next().await {
+        done.push(result?);
+        progress(done.len());
+    }
+    Ok(done)
+}
+
 /// Registers the shard's users, `concurrency` at a time; `progress` gets the count done.
 pub async fn register(
     ep: &Endpoints,
@@ -79,29 +98,19 @@ pub async fn register(
     let clients = clients(&shard.sources)?;
     let per_source = shard.users.len().div_ceil(clients.len().max(1)).max(1);
     let url = format!("{}/v1/auth/register", ep.command);
-    let mut done = 0;
-    let mut users: Vec<VirtualUser> = futures::stream::iter(shard.users.clone())
-        .map(|index| {
-            let client = &clients[((index - shard.users.start) / per_source).min(clients.len() - 1)];
-            let body = json!({"handle": handle(tag, index), "display_name": format!("Load user {index}"), "password": PASSWORD});
-            let request = client.post(&url).json(&body);
-            async move {
-                let (status, body) = send(request).await.with_context(|| format!("registering user {index}"))?;
-                anyhow::ensure!(status == 201, "registering user {index}: {status} {body}");
-                let field = |k: &str| body[k].as_str().map(str::to_owned).with_context(|| format!("no {k} in {body}"));
-                Ok(VirtualUser { index, id: field("user_id")?, token: field("token")? })
-            }
-        })
-        .buffer_unordered(concurrency.max(1))
-        .map(|r| {
-            done += 1;
-            progress(done);
-            r
-        })
-        .collect::<Vec<anyhow::Result<VirtualUser>>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<_>>()?;
+    let requests = shard.users.clone().map(|index| {
+        let client = &clients[((index - shard.users.start) / per_source).min(clients.len() - 1)];
+        let body =
+            json!({"handle": handle(tag, index), "display_name": format!("Load user {index}"), "password": PASSWORD});
+        let request = client.post(&url).json(&body);
+        async move {
+            let (status, body) = send(request).await.with_context(|| format!("registering user {index}"))?;
+            anyhow::ensure!(status == 201, "registering user {index}: {status} {body}");
+            let field = |k: &str| body[k].as_str().map(str::to_owned).with_context(|| format!("no {k} in {body}"));
+            Ok(VirtualUser { index, id: field("user_id")?, token: field("token")? })
+        }
+    });
+    let mut users = all_of(requests, concurrency, progress).await?;
     users.sort_by_key(|u| u.index);
     Ok(users)
 }
@@ -120,27 +129,17 @@ pub async fn follow(
     let edges: Vec<(usize, usize)> =
         shard.users.clone().flat_map(|u| graph.follows[u].iter().map(move |&v| (u, v as usize))).collect();
     let total = edges.len();
-    let mut done = 0;
-    let results: Vec<anyhow::Result<()>> = futures::stream::iter(edges)
-        .map(|(u, v)| {
-            let client = &clients[u % clients.len()];
-            let (follower, followee) = (&all[u], &all[v]);
-            let request = client.put(format!("{}/v1/follows/{}", ep.command, followee.id)).bearer_auth(&follower.token);
-            async move {
-                let (status, body) = send(request).await.with_context(|| format!("user {u} following {v}"))?;
-                anyhow::ensure!(status == 202, "user {u} following {v}: {status} {body}");
-                Ok(())
-            }
-        })
-        .buffer_unordered(concurrency.max(1))
-        .map(|r| {
-            done += 1;
-            progress(done);
-            r
-        })
-        .collect()
-        .await;
-    results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    let requests = edges.into_iter().map(|(u, v)| {
+        let client = &clients[u % clients.len()];
+        let (follower, followee) = (&all[u], &all[v]);
+        let request = client.put(format!("{}/v1/follows/{}", ep.command, followee.id)).bearer_auth(&follower.token);
+        async move {
+            let (status, body) = send(request).await.with_context(|| format!("user {u} following {v}"))?;
+            anyhow::ensure!(status == 202, "user {u} following {v}: {status} {body}");
+            Ok(())
+        }
+    });
+    all_of(requests, concurrency, progress).await?;
     Ok(total)
 }
 

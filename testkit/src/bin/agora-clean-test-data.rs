@@ -12,10 +12,11 @@
 use agora_testkit::names::is_test_name;
 use agora_testkit::schemathesis::env_or;
 use anyhow::Context;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
 use std::time::{Duration, Instant};
 
 /// Topics and groups per admin request, databases dropped at once, keys per `UNLINK`.
@@ -58,28 +59,29 @@ async fn kafka(brokers: &str) -> anyhow::Result<(usize, usize)> {
         (topics, groups)
     };
     println!("[clean] kafka: {} test topics, {} test consumer groups", topics.len(), groups.len());
-    let mut removed_groups = 0;
-    for chunk in groups.chunks(KAFKA_BATCH) {
-        let names: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        for result in admin.delete_groups(&names, &opts).await.context("deleting consumer groups")? {
-            match result {
-                Ok(_) => removed_groups += 1,
-                // A group still in use (a test running now) stays.
-                Err((name, code)) => println!("[clean] kafka: group {name} kept: {code}"),
-            }
-        }
-    }
-    let mut removed_topics = 0;
-    for chunk in topics.chunks(KAFKA_BATCH) {
-        let names: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        for result in admin.delete_topics(&names, &opts).await.context("deleting topics")? {
-            match result {
-                Ok(_) => removed_topics += 1,
-                Err((name, code)) => println!("[clean] kafka: topic {name} kept: {code}"),
-            }
-        }
-    }
+    // A group still in use (a test running now) stays, as does a topic Kafka refuses to drop.
+    let removed_groups = remove("group", &groups, |names| admin.delete_groups(names, &opts)).await?;
+    let removed_topics = remove("topic", &topics, |names| admin.delete_topics(names, &opts)).await?;
     Ok((removed_topics, removed_groups))
+}
+
+/// Deletes `names` through `delete`, [`KAFKA_BATCH`] per request; the count it removed.
+async fn remove<'a, F, Fut>(kind: &str, names: &'a [String], delete: F) -> anyhow::Result<usize>
+where
+    F: Fn(&[&'a str]) -> Fut,
+    Fut: std::future::Future<Output = rdkafka::error::KafkaResult<Vec<Result<String, (String, RDKafkaErrorCode)>>>>,
+{
+    let mut removed = 0;
+    for chunk in names.chunks(KAFKA_BATCH) {
+        let batch: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        for result in delete(&batch).await.with_context(|| format!("deleting {kind}s"))? {
+            match result {
+                Ok(_) => removed += 1,
+                Err((name, code)) => println!("[clean] kafka: {kind} {name} kept: {code}"),
+            }
+        }
+    }
+    Ok(removed)
 }
 
 async fn databases(uri: &str) -> anyhow::Result<usize> {
@@ -93,21 +95,20 @@ async fn databases(uri: &str) -> anyhow::Result<usize> {
         .collect();
     println!("[clean] mongodb: {} test databases", names.len());
     let total = names.len();
-    let dropped = futures::stream::iter(names)
+    let mut drops = futures::stream::iter(names)
         .map(|name| {
             let db = client.database(&name);
             async move { db.drop().await.with_context(|| format!("dropping database {name}")) }
         })
-        .buffer_unordered(DROPS_AT_ONCE)
-        .enumerate()
-        .map(|(i, r)| {
-            if (i + 1) % 100 == 0 {
-                println!("[clean] mongodb: dropped {} of {total}", i + 1);
-            }
-            r
-        })
-        .try_fold(0usize, |n, ()| async move { Ok(n + 1) })
-        .await?;
+        .buffer_unordered(DROPS_AT_ONCE);
+    let mut dropped = 0;
+    while let Some(result) = drops.next().await {
+        result?;
+        dropped += 1;
+        if dropped % 100 == 0 {
+            println!("[clean] mongodb: dropped {dropped} of {total}");
+        }
+    }
     Ok(dropped)
 }
 
