@@ -12,22 +12,54 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 say() { printf '[test] %s\n' "$*"; }
 
 # Schemathesis for command-api's API conformance test (command-api/tests/schemathesis.rs):
-# a pinned version in a venv cached outside the clone, created only when missing or of
-# another version. The test finds `st` through AGORA_TEST_SCHEMATHESIS.
+# a pinned version in a venv cached outside the clone, created only when missing, of another
+# version, or built on an interpreter with the AST bug below. The test finds `st` through
+# AGORA_TEST_SCHEMATHESIS.
 SCHEMATHESIS_VERSION=${AGORA_SCHEMATHESIS_VERSION:-4.32.5}
 SCHEMATHESIS_VENV=${AGORA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/agora}/venv-schemathesis
+# CPython before 3.11.8 and 3.12.2 shares one AST recursion counter between threads, so
+# Hypothesis parsing lambda sources while a GC callback runs can raise "SystemError: AST
+# constructor recursion depth mismatch" (cpython#106905, fixed by cpython#113035). Schemathesis
+# reports that as an error of the operation under test, so the venv is built on a fixed one.
+PY_AST_FIXED='import sys, ensurepip, venv; v = sys.version_info; sys.exit(0 if v >= (3, 13) or (3, 12, 2) <= v < (3, 13) or (3, 11, 8) <= v < (3, 12) else 1)'
+PY_VERSION='import sys; print("%d.%d.%d" % sys.version_info[:3])'
+pick_python() {
+	local candidates=() c
+	for c in python3.14 python3.13 python3.12 python3.11 python3; do
+		if command -v "$c" >/dev/null 2>&1; then candidates+=("$(command -v "$c")"); fi
+	done
+	# pyenv keeps versions that its shims do not expose unless selected.
+	if command -v pyenv >/dev/null 2>&1; then
+		for c in "$(pyenv root)"/versions/*/bin/python3; do
+			if [[ -x $c ]]; then candidates+=("$c"); fi
+		done
+	fi
+	# The newest fixed one: "version path" lines, sorted by version.
+	for c in "${candidates[@]}"; do
+		if "$c" -c "$PY_AST_FIXED" >/dev/null 2>&1; then
+			printf '%s %s\n' "$("$c" -c "$PY_VERSION")" "$c"
+		fi
+	done | sort -V | tail -n1 | cut -d' ' -f2-
+}
 ensure_schemathesis() {
 	local st=$SCHEMATHESIS_VENV/bin/st
-	if [[ -x $st ]] && [[ $("$st" --version 2>/dev/null) == *" $SCHEMATHESIS_VERSION" ]]; then
-		say "schemathesis $SCHEMATHESIS_VERSION present ($st)"
+	if [[ -x $st ]] && [[ $("$st" --version 2>/dev/null) == *" $SCHEMATHESIS_VERSION" ]] &&
+		"$SCHEMATHESIS_VENV/bin/python3" -c "$PY_AST_FIXED" >/dev/null 2>&1; then
+		say "schemathesis $SCHEMATHESIS_VERSION present ($st, Python $("$SCHEMATHESIS_VENV/bin/python3" -c "$PY_VERSION"))"
 	else
-		command -v python3 >/dev/null 2>&1 || {
-			say "python3 not found: install Python 3.10+ (Debian: apt-get install python3 python3-venv)" >&2
-			exit 1
-		}
-		if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+		local python
+		python=$(pick_python)
+		if [[ -z $python ]]; then
+			command -v python3 >/dev/null 2>&1 || {
+				say "python3 not found: install Python 3.11.8+ (Debian: apt-get install python3 python3-venv)" >&2
+				exit 1
+			}
+			python=$(command -v python3)
+			say "warning: no Python 3.11.8+/3.12.2+ found; $python has cpython#106905, so schemathesis may report spurious 'AST constructor recursion depth mismatch' errors" >&2
+		fi
+		if ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then
 			command -v apt-get >/dev/null 2>&1 || {
-				say "python3 has no venv/ensurepip and there is no apt-get to install python3-venv" >&2
+				say "$python has no venv/ensurepip and there is no apt-get to install python3-venv" >&2
 				exit 1
 			}
 			local sudo=()
@@ -36,9 +68,10 @@ ensure_schemathesis() {
 			"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 			"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
 		fi
-		say "installing schemathesis $SCHEMATHESIS_VERSION into $SCHEMATHESIS_VENV"
+		say "installing schemathesis $SCHEMATHESIS_VERSION into $SCHEMATHESIS_VENV (Python $("$python" -c "$PY_VERSION"), $python)"
 		mkdir -p "$(dirname "$SCHEMATHESIS_VENV")"
-		[[ -x $SCHEMATHESIS_VENV/bin/python3 ]] || python3 -m venv "$SCHEMATHESIS_VENV"
+		rm -rf "$SCHEMATHESIS_VENV"
+		"$python" -m venv "$SCHEMATHESIS_VENV"
 		"$SCHEMATHESIS_VENV/bin/python3" -m pip install --quiet --disable-pip-version-check \
 			"schemathesis==$SCHEMATHESIS_VERSION"
 		[[ $("$st" --version 2>/dev/null) == *" $SCHEMATHESIS_VERSION" ]] || {
