@@ -390,8 +390,9 @@ fn agora_color(color: shakmaty::Color) -> Color {
 }
 
 /// How the game ends after its last move, if it does. `positions` is the whole history, the
-/// position after the move last.
-fn automatic_outcome(positions: &[Chess]) -> Option<GameOutcome> {
+/// position after the move last. Public so clients that play (the load generator) stop
+/// exactly where the server does.
+pub fn automatic_outcome(positions: &[Chess]) -> Option<GameOutcome> {
     let now = positions.last()?;
     let draw = |reason| Some(GameOutcome { result: GameResult::Draw, reason });
     if now.legal_moves().is_empty() {

@@ -16,14 +16,14 @@ pub const PASSWORD: &str = "agora-load-password";
 const RETRIES: u32 = 5;
 
 /// Where the system under load answers (all loopback; checked by the caller).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Endpoints {
     pub command: String,
     pub query: String,
     pub realtime: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VirtualUser {
     pub index: usize,
     pub id: String,
@@ -51,7 +51,7 @@ pub fn handle(tag: &str, index: usize) -> String {
 }
 
 /// Sends a request, retrying 429 and 503 after their `Retry-After` (capped at 5 s).
-async fn send(request: reqwest::RequestBuilder) -> anyhow::Result<(u16, Value)> {
+pub(crate) async fn send(request: reqwest::RequestBuilder) -> anyhow::Result<(u16, Value)> {
     let mut attempt = 0;
     loop {
         let r = request.try_clone().context("a request with a streaming body")?.send().await?;
@@ -141,6 +141,71 @@ pub async fn follow(
     });
     all_of(requests, concurrency, progress).await?;
     Ok(total)
+}
+
+/// A game the setup started: `white` challenged `black`, who accepted; no move yet.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GameSeed {
+    pub id: String,
+    /// Indexes of the run's users.
+    pub white: usize,
+    pub black: usize,
+}
+
+/// One post by every `every`-th user of the shard, so reads have posts from the first
+/// second; the post ids.
+pub async fn posts(
+    ep: &Endpoints,
+    shard: &Shard,
+    all: &[VirtualUser],
+    every: usize,
+    concurrency: usize,
+) -> anyhow::Result<Vec<String>> {
+    let clients = clients(&shard.sources)?;
+    let url = format!("{}/v1/posts", ep.command);
+    let requests = shard.users.clone().step_by(every.max(1)).map(|u| {
+        let request = clients[u % clients.len()]
+            .post(&url)
+            .bearer_auth(&all[u].token)
+            .json(&json!({"text": format!("Hello from load user {u}")}));
+        async move {
+            let (status, body) = send(request).await.with_context(|| format!("user {u} posting"))?;
+            anyhow::ensure!(status == 202, "user {u} posting: {status} {body}");
+            body["post_id"].as_str().map(str::to_owned).with_context(|| format!("no post_id in {body}"))
+        }
+    });
+    all_of(requests, concurrency, |_| {}).await
+}
+
+/// `pairs` games between neighbouring users of the shard (`2k` white, `2k + 1` black),
+/// challenged and accepted.
+pub async fn games(
+    ep: &Endpoints,
+    shard: &Shard,
+    all: &[VirtualUser],
+    pairs: usize,
+    concurrency: usize,
+) -> anyhow::Result<Vec<GameSeed>> {
+    let clients = clients(&shard.sources)?;
+    let pairs = pairs.min(shard.users.len() / 2);
+    let requests = (0..pairs).map(|k| {
+        let (white, black) = (shard.users.start + 2 * k, shard.users.start + 2 * k + 1);
+        let client = &clients[white % clients.len()];
+        let challenge = client
+            .post(format!("{}/v1/games", ep.command))
+            .bearer_auth(&all[white].token)
+            .json(&json!({"opponent_id": all[black].id, "color": "white"}));
+        async move {
+            let (status, body) = send(challenge).await.with_context(|| format!("user {white} challenging"))?;
+            anyhow::ensure!(status == 202, "user {white} challenging {black}: {status} {body}");
+            let id = body["game_id"].as_str().map(str::to_owned).with_context(|| format!("no game_id in {body}"))?;
+            let accept = client.post(format!("{}/v1/games/{id}/accept", ep.command)).bearer_auth(&all[black].token);
+            let (status, body) = send(accept).await.with_context(|| format!("user {black} accepting"))?;
+            anyhow::ensure!(status == 202, "user {black} accepting {id}: {status} {body}");
+            Ok(GameSeed { id, white, black })
+        }
+    });
+    all_of(requests, concurrency, |_| {}).await
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod idempotency;
 mod kafka_down;
 mod lag;
 mod limits;
+mod load_run;
 mod load_setup;
 mod presence;
 mod races;
