@@ -82,6 +82,10 @@ impl Worker {
     }
 }
 
+/// How long one attempt at a batch may take before it is abandoned and retried; a 1000-event
+/// batch takes well under a second on the local stack, so this only catches a hang.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl consumer::BatchHandler for Worker {
     async fn handle_batch(&self, messages: &[BorrowedMessage<'_>], mut shutdown: watch::Receiver<bool>) -> Handled {
         let mut writes = Vec::new();
@@ -128,7 +132,14 @@ impl consumer::BatchHandler for Worker {
                 self.invalidate(&stale).await;
                 self.store.advance_positions(&positions).await
             };
-            match done.await {
+            // Bounded: a store call that never answers (seen once on FerretDB under a load
+            // test: the whole projector waited, idle, with nothing logged) must become a retry,
+            // not a stall. The writes are idempotent, so redoing a half-applied batch is safe.
+            let outcome = match tokio::time::timeout(APPLY_TIMEOUT, done).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer from the store within {APPLY_TIMEOUT:?}")),
+            };
+            match outcome {
                 Ok(()) => break,
                 Err(e) => {
                     metrics::counter!(names::APPLY_RETRIES).increment(1);

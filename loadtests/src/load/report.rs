@@ -42,6 +42,9 @@ pub struct Step {
     pub tiers: BTreeMap<String, Figures>,
     /// End-to-end lags from a command's 202: `visible in query` and `pushed to socket`.
     pub lags: BTreeMap<String, Figures>,
+    /// Each operation on its own (what a tier's figures are made of).
+    #[serde(default)]
+    pub ops: BTreeMap<String, Figures>,
 }
 
 /// A raw engine baseline and the Agora figure it bounds.
@@ -161,23 +164,42 @@ pub fn markdown(r: &RunReport, plot_path: impl Fn(&str) -> String) -> String {
         }
         let _ = writeln!(md);
     }
+    let ops = names(r, |s| &s.ops);
+    if !ops.is_empty() {
+        let _ = writeln!(md, "## Operations: p99 latency (ms) at each load\n");
+        let loads: Vec<String> = r.steps.iter().map(|s| format!("{}x", s.multiple)).collect();
+        let _ = writeln!(md, "| operation | {} | errors, all loads |", loads.join(" | "));
+        let _ = writeln!(md, "| --- |{} --- |", " --- |".repeat(loads.len()));
+        for op in &ops {
+            let cells: Vec<String> =
+                r.steps.iter().map(|s| s.ops.get(*op).map_or("-".to_owned(), |f| ms(f.latency.p99_ms))).collect();
+            let (n, bad) = r
+                .steps
+                .iter()
+                .filter_map(|s| s.ops.get(*op))
+                .fold((0.0, 0.0), |(n, bad), f| (n + f.count as f64, bad + f.count as f64 * f.error_rate));
+            let _ = writeln!(md, "| {op} | {} | {} |", cells.join(" | "), pct(if n > 0.0 { bad / n } else { 0.0 }));
+        }
+        let _ = writeln!(md);
+    }
     let lags = names(r, |s| &s.lags);
     if !lags.is_empty() {
         let _ = writeln!(md, "## End-to-end lag from a command's 202\n");
-        let _ = writeln!(md, "| lag | load | samples | p50 | p99 | p99.9 |");
-        let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- |");
+        let _ = writeln!(md, "| lag | load | samples | p50 | p99 | p99.9 | never seen |");
+        let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- |");
         for lag in &lags {
             for s in &r.steps {
                 if let Some(f) = s.lags.get(*lag) {
                     let l = f.latency;
                     let _ = writeln!(
                         md,
-                        "| {lag} | {}x | {} | {} | {} | {} |",
+                        "| {lag} | {}x | {} | {} | {} | {} | {} |",
                         s.multiple,
                         f.count,
                         ms(l.p50_ms),
                         ms(l.p99_ms),
-                        ms(l.p999_ms)
+                        ms(l.p999_ms),
+                        pct(f.error_rate)
                     );
                 }
             }
@@ -318,6 +340,7 @@ mod tests {
                 ("query".to_owned(), figures(110.0 * multiple, 2.0, p99 / 2.0, 0.0005)),
             ]),
             lags: BTreeMap::from([("post visible in query".to_owned(), figures(1.0, 30.0, 80.0, 0.0))]),
+            ops: BTreeMap::from([("GET /v1/feed".to_owned(), figures(50.0 * multiple, 3.0, p99 / 4.0, 0.002))]),
         };
         RunReport {
             schema: 1,
@@ -352,7 +375,10 @@ mod tests {
         assert!(
             md.contains("| Kafka | ProducerPerformance, 1 KiB records, acks=all | 50000 | command | 120.0 | 0.0024 |")
         );
-        assert!(md.contains("| post visible in query | 1x | 30 | 30.0 | 80.0 | 160 |"), "{md}");
+        assert!(md.contains("| post visible in query | 1x | 30 | 30.0 | 80.0 | 160 | 0.000 % |"), "{md}");
+        // Each operation's p99 at each load, and its errors over all of them.
+        assert!(md.contains("| operation | 1x | 2x | errors, all loads |"), "{md}");
+        assert!(md.contains("| GET /v1/feed | 5.00 | 87.5 | 0.200 % |"), "{md}");
     }
 
     #[test]

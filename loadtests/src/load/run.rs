@@ -51,7 +51,13 @@ pub fn step(multiple: f64, users: usize, secs: f64, records: &Records) -> Step {
         .filter(|(name, _)| name.as_str() == LAG_VISIBLE || name.as_str() == LAG_PUSHED)
         .map(|(name, r)| (name.clone(), figures(r, secs)))
         .collect();
-    Step { multiple, offered_per_sec: rates(users, multiple).iter().sum(), secs, tiers, lags }
+    let ops = records
+        .0
+        .iter()
+        .filter(|(name, _)| matches!(super::plan::tier_of(name), "command" | "query"))
+        .map(|(name, r)| (name.clone(), figures(r, secs)))
+        .collect();
+    Step { multiple, offered_per_sec: rates(users, multiple).iter().sum(), secs, tiers, lags, ops }
 }
 
 /// What this machine is, for the report.
@@ -126,20 +132,65 @@ pub async fn setup(
     if let (Some(last), Some(author)) = (posts.last(), all.first()) {
         wait_visible(ep, last, &author.token).await?;
     }
+    wait_followed(ep, &all, &graph, progress).await?;
     let plan = Plan { tag, seed, endpoints: ep.clone(), steps, step_secs, users: all, posts, games, shards };
     Ok(Setup { plan, follows })
+}
+
+/// Waits until the query API shows the graph's follows of a sample of users (every 20th), so
+/// the first step does not measure the projector still catching up with the setup.
+async fn wait_followed(
+    ep: &Endpoints,
+    all: &[users::VirtualUser],
+    graph: &FollowGraph,
+    progress: &impl Fn(&str),
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let sample: Vec<&users::VirtualUser> = all.iter().step_by((all.len() / 20).max(1)).collect();
+    let started = std::time::Instant::now();
+    let mut last_report = started;
+    loop {
+        let mut behind = 0;
+        for u in &sample {
+            let url = format!("{}/v1/users/{}", ep.query, u.id);
+            let shown = match http.get(&url).bearer_auth(&u.token).send().await {
+                Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await.ok(),
+                _ => None,
+            };
+            if shown.and_then(|v| v["following"].as_u64()) != Some(graph.follows[u.index].len() as u64) {
+                behind += 1;
+            }
+        }
+        if behind == 0 {
+            progress(&format!("the query API shows the follow graph ({:.0} s)", started.elapsed().as_secs_f64()));
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(900),
+            "the query API still lacks follows of {behind} of {} sampled users after 15 minutes",
+            sample.len()
+        );
+        if last_report.elapsed() >= Duration::from_secs(15) {
+            progress(&format!(
+                "waiting for the projector: {behind} of {} sampled users' follows not shown yet",
+                sample.len()
+            ));
+            last_report = std::time::Instant::now();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 async fn wait_visible(ep: &Endpoints, post: &str, token: &str) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let url = format!("{}/v1/posts/{post}", ep.query);
-    for _ in 0..600 {
+    for _ in 0..6000 {
         if http.get(&url).bearer_auth(token).send().await.is_ok_and(|r| r.status().is_success()) {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    anyhow::bail!("the query API did not show the seeded post {post} within 60 s: is the projector running?")
+    anyhow::bail!("the query API did not show the seeded post {post} within 10 minutes: is the projector running?")
 }
 
 /// What the workers measured, merged: one `Records` per step.
@@ -264,6 +315,7 @@ mod tests {
         assert!((s.tiers["query"].latency.p50_ms - 50.0).abs() < 0.1, "{:?}", s.tiers["query"].latency);
         assert!((s.tiers["command"].error_rate - 0.5).abs() < 1e-9);
         assert_eq!(s.lags[LAG_VISIBLE].count, 1);
+        assert_eq!(s.ops.keys().collect::<Vec<_>>(), [Op::Feed.name(), Op::Post.name()]);
         assert!(!s.tiers.contains_key("lag"));
         assert!((s.offered_per_sec - rates(1_000, 2.0).iter().sum::<f64>()).abs() < 1e-9);
     }
