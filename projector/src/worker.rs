@@ -135,9 +135,14 @@ impl consumer::BatchHandler for Worker {
             // Bounded: a store call that never answers (seen once on FerretDB under a load
             // test: the whole projector waited, idle, with nothing logged) must become a retry,
             // not a stall. The writes are idempotent, so redoing a half-applied batch is safe.
-            let outcome = match tokio::time::timeout(APPLY_TIMEOUT, done).await {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(_) => Err(format!("no answer from the store within {APPLY_TIMEOUT:?}")),
+            // A stop request does not wait for it either: the batch's offsets are not
+            // committed, so it is redelivered after the restart.
+            let outcome = tokio::select! {
+                r = tokio::time::timeout(APPLY_TIMEOUT, done) => match r {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("no answer from the store within {APPLY_TIMEOUT:?}")),
+                },
+                _ = shutdown.wait_for(|s| *s) => return Handled::Interrupted,
             };
             match outcome {
                 Ok(()) => break,

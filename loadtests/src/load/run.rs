@@ -133,6 +133,7 @@ pub async fn setup(
         wait_visible(ep, last, &author.token).await?;
     }
     wait_followed(ep, &all, &graph, progress).await?;
+    wait_groups(progress).await?;
     let plan = Plan { tag, seed, endpoints: ep.clone(), steps, step_secs, users: all, posts, games, shards };
     Ok(Setup { plan, follows })
 }
@@ -179,6 +180,45 @@ async fn wait_followed(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// Waits until the consumer groups behind the system (`AGORA_LOAD_GROUPS`, default the
+/// projector's and the realtime router's) have read everything the setup wrote, so the first
+/// step measures the load, not a backlog: the setup's follows alone are some 20 events a user,
+/// each a notification to route.
+async fn wait_groups(progress: &impl Fn(&str)) -> anyhow::Result<()> {
+    let brokers = std::env::var("AGORA_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+    let prefix = std::env::var("AGORA_TOPIC_PREFIX").unwrap_or_else(|_| "agora".to_owned());
+    let groups =
+        std::env::var("AGORA_LOAD_GROUPS").unwrap_or_else(|_| "agora-projector,agora-realtime-router".to_owned());
+    let topics = agora_schemas::aggregate::Topics::new(prefix).event_topics();
+    let started = std::time::Instant::now();
+    for group in groups.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+        let mut last_report = std::time::Instant::now();
+        loop {
+            let (b, g, t) = (brokers.clone(), group.to_owned(), topics.clone());
+            let rows = tokio::task::spawn_blocking(move || {
+                agora_platform::kafka::lag::group_lag(&b, &g, &t, Duration::from_secs(10))
+            })
+            .await?
+            .with_context(|| format!("reading group {group}'s lag"))?;
+            let left: i64 = rows.iter().map(|r| r.lag()).sum();
+            if left == 0 {
+                break;
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(900),
+                "group {group} still has {left} events to read after 15 minutes"
+            );
+            if last_report.elapsed() >= Duration::from_secs(10) {
+                progress(&format!("waiting for group {group}: {left} events to read"));
+                last_report = std::time::Instant::now();
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    progress(&format!("consumer groups caught up ({:.0} s)", started.elapsed().as_secs_f64()));
+    Ok(())
 }
 
 async fn wait_visible(ep: &Endpoints, post: &str, token: &str) -> anyhow::Result<()> {
