@@ -144,7 +144,23 @@ impl OwnStack {
     }
 
     /// `stack.sh start <kafka|postgres|ferretdb|redis>`: returns once it answers.
+    /// Starts a service, once more if the first start fails: a FerretDB of a stack started
+    /// beside several others once exited during startup, and its log went with the stack's
+    /// folder. A second failure panics with both outputs and the service's log.
     pub fn start(&self, service: &str) {
+        let first = self.command(&["start", service]).output().expect("running deploy/local/stack.sh");
+        if first.status.success() {
+            return;
+        }
+        let log = std::fs::read_to_string(self.dir.join("logs").join(format!("{service}.log"))).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
+        eprintln!(
+            "stack.sh start {service} failed once, retrying:\n{}\n{}\n{service}.log:\n{}",
+            String::from_utf8_lossy(&first.stdout),
+            String::from_utf8_lossy(&first.stderr),
+            tail.join("\n")
+        );
+        std::thread::sleep(std::time::Duration::from_secs(2));
         self.run(&["start", service]);
     }
 
