@@ -2,7 +2,7 @@
 //! by `agora-load report`, never edited by hand: regenerate them here and fail on any
 //! difference, naming the files.
 
-use agora_loadtests::load::report::{RunReport, files};
+use agora_loadtests::load::report::{RunReport, stale};
 use std::path::Path;
 
 #[test]
@@ -13,11 +13,7 @@ fn the_committed_benchmark_report_is_what_its_json_generates() {
     let report: RunReport =
         serde_json::from_str(&json).unwrap_or_else(|e| panic!("docs/benchmarks.json is not a run report: {e}"));
     assert!(!report.steps.is_empty(), "the committed run has no steps");
-    let stale: Vec<String> = files(&report)
-        .into_iter()
-        .filter(|(name, contents)| std::fs::read_to_string(docs.join(name)).ok().as_deref() != Some(contents.as_str()))
-        .map(|(name, _)| format!("docs/{name}"))
-        .collect();
+    let stale: Vec<String> = stale(&report, &docs).into_iter().map(|name| format!("docs/{name}")).collect();
     assert!(
         stale.is_empty(),
         "these differ from what docs/benchmarks.json gives; regenerate with \

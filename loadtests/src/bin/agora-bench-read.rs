@@ -244,21 +244,7 @@ async fn bulk_insert(mongo: &str, docs: usize) -> anyhow::Result<f64> {
     let db = client.database(&format!("bench_bulk_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
     let coll = db.collection::<Document>("docs");
     let started = Instant::now();
-    let mut written = 0;
-    while written < docs {
-        let batch: Vec<Document> = (0..500.min(docs - written))
-            .map(|i| {
-                doc! {
-                    "_id": format!("{}|{}", uuid::Uuid::now_v7(), i),
-                    "user_id": uuid::Uuid::new_v4().to_string(),
-                    "post_id": uuid::Uuid::now_v7().to_string(),
-                    "author_id": uuid::Uuid::new_v4().to_string(),
-                }
-            })
-            .collect();
-        written += batch.len();
-        coll.insert_many(batch).ordered(false).await?;
-    }
+    let written = agora_loadtests::load::baselines::insert_feed_entries(&coll, docs).await?;
     let rate = written as f64 / started.elapsed().as_secs_f64();
     db.drop().await?;
     Ok(rate)

@@ -17,7 +17,7 @@
 use agora_loadtests::load::baselines;
 use agora_loadtests::load::mix::{PRESETS, preset};
 use agora_loadtests::load::plan::{Plan, WorkerLine};
-use agora_loadtests::load::report::{Baseline, RunReport, files};
+use agora_loadtests::load::report::{Baseline, RunReport, files, stale};
 use agora_loadtests::load::{run, worker};
 use anyhow::Context;
 use std::io::Write;
@@ -56,11 +56,8 @@ fn report(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> {
     let report: RunReport =
         serde_json::from_str(&text).with_context(|| format!("{} is not a run report", json.display()))?;
     if check {
-        let stale: Vec<String> = files(&report)
-            .into_iter()
-            .filter(|(name, contents)| std::fs::read_to_string(docs.join(name)).ok().as_deref() != Some(contents))
-            .map(|(name, _)| docs.join(name).display().to_string())
-            .collect();
+        let stale: Vec<String> =
+            stale(&report, &docs).iter().map(|name| docs.join(name).display().to_string()).collect();
         anyhow::ensure!(
             stale.is_empty(),
             "these differ from what {} gives (regenerate with `agora-load report`, never edit by hand): {}",

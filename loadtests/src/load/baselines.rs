@@ -265,6 +265,27 @@ pub async fn redis_get(c: &Config) -> anyhow::Result<Measured> {
     Ok(Measured { engine: "Redis".into(), what: format!("GET requests/s ({REDIS_CLIENTS} clients)"), per_sec })
 }
 
+/// Writes `docs` documents of a feed entry's shape, [`MONGO_BATCH`] to an unordered
+/// `insert_many`; how many were written. Shared with agora-bench-read's raw rate.
+pub async fn insert_feed_entries(coll: &mongodb::Collection<Document>, docs: usize) -> anyhow::Result<usize> {
+    let mut written = 0;
+    while written < docs {
+        let batch: Vec<Document> = (0..MONGO_BATCH.min(docs - written))
+            .map(|i| {
+                doc! {
+                    "_id": format!("{}|{}", uuid::Uuid::now_v7(), i),
+                    "user_id": uuid::Uuid::new_v4().to_string(),
+                    "post_id": uuid::Uuid::now_v7().to_string(),
+                    "author_id": uuid::Uuid::new_v4().to_string(),
+                }
+            })
+            .collect();
+        written += batch.len();
+        coll.insert_many(batch).ordered(false).await?;
+    }
+    Ok(written)
+}
+
 /// `insert_many` of `mongo_docs` small documents, 500 at a time, into a database of its own,
 /// dropped afterwards.
 pub async fn mongo_bulk_insert(c: &Config) -> anyhow::Result<Measured> {
@@ -274,26 +295,7 @@ pub async fn mongo_bulk_insert(c: &Config) -> anyhow::Result<Measured> {
     db.drop().await.with_context(|| format!("dropping {MONGO_DATABASE} before the run"))?;
     let coll = db.collection::<Document>("docs");
     let started = Instant::now();
-    let inserted = tokio::time::timeout(c.timeout, async {
-        let mut written = 0;
-        while written < c.mongo_docs {
-            // The shape of a feed entry, as agora-bench-read's bulk insert.
-            let batch: Vec<Document> = (0..MONGO_BATCH.min(c.mongo_docs - written))
-                .map(|i| {
-                    doc! {
-                        "_id": format!("{}|{}", uuid::Uuid::now_v7(), i),
-                        "user_id": uuid::Uuid::new_v4().to_string(),
-                        "post_id": uuid::Uuid::now_v7().to_string(),
-                        "author_id": uuid::Uuid::new_v4().to_string(),
-                    }
-                })
-                .collect();
-            written += batch.len();
-            coll.insert_many(batch).ordered(false).await?;
-        }
-        anyhow::Ok(written)
-    })
-    .await;
+    let inserted = tokio::time::timeout(c.timeout, insert_feed_entries(&coll, c.mongo_docs)).await;
     let secs = started.elapsed().as_secs_f64();
     let dropped = db.drop().await;
     let written = inserted

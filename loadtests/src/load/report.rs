@@ -316,6 +316,16 @@ pub fn files(r: &RunReport) -> Vec<(String, String)> {
     out
 }
 
+/// The report's files under `docs` that are missing or differ from what `r` generates, as
+/// paths relative to `docs`.
+pub fn stale(r: &RunReport, docs: &std::path::Path) -> Vec<String> {
+    files(r)
+        .into_iter()
+        .filter(|(name, contents)| std::fs::read_to_string(docs.join(name)).ok().as_deref() != Some(contents.as_str()))
+        .map(|(name, _)| name)
+        .collect()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

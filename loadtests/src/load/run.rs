@@ -45,18 +45,14 @@ pub fn figures(r: &OpRecord, secs: f64) -> Figures {
 /// A step of the report from the merged records of every worker.
 pub fn step(multiple: f64, users: usize, secs: f64, records: &Records) -> Step {
     let tiers = merged_by_tier(records).into_iter().map(|(t, r)| (t.to_owned(), figures(&r, secs))).collect();
-    let lags = records
-        .0
-        .iter()
-        .filter(|(name, _)| name.as_str() == LAG_VISIBLE || name.as_str() == LAG_PUSHED)
-        .map(|(name, r)| (name.clone(), figures(r, secs)))
-        .collect();
-    let ops = records
-        .0
-        .iter()
-        .filter(|(name, _)| matches!(super::plan::tier_of(name), "command" | "query"))
-        .map(|(name, r)| (name.clone(), figures(r, secs)))
-        .collect();
+    let (mut lags, mut ops) = (BTreeMap::new(), BTreeMap::new());
+    for (name, r) in &records.0 {
+        if name == LAG_VISIBLE || name == LAG_PUSHED {
+            lags.insert(name.clone(), figures(r, secs));
+        } else if matches!(super::plan::tier_of(name), "command" | "query") {
+            ops.insert(name.clone(), figures(r, secs));
+        }
+    }
     Step { multiple, offered_per_sec: rates(users, multiple).iter().sum(), secs, tiers, lags, ops }
 }
 
@@ -77,6 +73,16 @@ pub fn machine() -> Machine {
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
         memory_gib: (memory_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
         os,
+    }
+}
+
+/// A progress callback for `total` items of a shard that speaks at each tenth and at the end.
+fn tenths<'a>(progress: &'a impl Fn(&str), shard: usize, done: &'a str, total: usize) -> impl Fn(usize) + 'a {
+    let every = (total / 10).max(1);
+    move |n| {
+        if n % every == 0 || n == total {
+            progress(&format!("shard {shard}: {done} {n}/{total}"));
+        }
     }
 }
 
@@ -101,27 +107,14 @@ pub async fn setup(
     let shards = split(preset.users, Limits::default());
     let mut all = Vec::with_capacity(preset.users);
     for shard in &shards {
-        let total = shard.users.len();
-        let step = (total / 10).max(1);
-        let done = users::register(ep, shard, &tag, 16, |n| {
-            if n % step == 0 || n == total {
-                progress(&format!("shard {}: registered {n}/{total}", shard.index));
-            }
-        })
-        .await?;
-        all.extend(done);
+        let told = tenths(progress, shard.index, "registered", shard.users.len());
+        all.extend(users::register(ep, shard, &tag, 16, told).await?);
     }
     let graph = FollowGraph::power_law(preset.users, Shape::default(), seed);
     let mut follows = 0;
     for shard in &shards {
         let total: usize = shard.users.clone().map(|u| graph.follows[u].len()).sum();
-        let step = (total / 10).max(1);
-        follows += users::follow(ep, shard, &all, &graph, 64, |n| {
-            if n % step == 0 || n == total {
-                progress(&format!("shard {}: followed {n}/{total}", shard.index));
-            }
-        })
-        .await?;
+        follows += users::follow(ep, shard, &all, &graph, 64, tenths(progress, shard.index, "followed", total)).await?;
     }
     let (mut posts, mut games) = (Vec::new(), Vec::new());
     for shard in &shards {

@@ -19,6 +19,15 @@ pub struct Shard {
     pub sources: Vec<Ipv4Addr>,
 }
 
+impl Shard {
+    /// Which of `sources` user `user` (of this shard) connects from: contiguous blocks of
+    /// users an address, so each address's users fit its auth budget.
+    pub fn source_of(&self, user: usize) -> usize {
+        let per_source = self.users.len().div_ceil(self.sources.len().max(1)).max(1);
+        (user.saturating_sub(self.users.start) / per_source).min(self.sources.len().saturating_sub(1))
+    }
+}
+
 /// Limits of a split; [`Limits::default`] fits this machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -96,6 +105,21 @@ mod tests {
         all.dedup();
         assert_eq!(all.len(), n, "no address is shared");
         assert!(all.iter().all(|ip| ip.is_loopback() && *ip != Ipv4Addr::LOCALHOST));
+    }
+
+    #[test]
+    fn each_address_serves_one_contiguous_block_of_at_most_per_source_users() {
+        for shard in split(40_001, Limits::default()) {
+            let mut per_address = vec![0usize; shard.sources.len()];
+            let mut last = 0;
+            for u in shard.users.clone() {
+                let source = shard.source_of(u);
+                assert!(source >= last, "user {u} goes back to address {source}");
+                last = source;
+                per_address[source] += 1;
+            }
+            assert!(per_address.iter().all(|&n| (1..=250).contains(&n)), "{per_address:?}");
+        }
     }
 
     #[test]

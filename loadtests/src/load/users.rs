@@ -68,6 +68,18 @@ pub(crate) async fn send(request: reqwest::RequestBuilder) -> anyhow::Result<(u1
     }
 }
 
+/// Sends a request (as [`send`]) that must answer `want`; its body. `what` names it in errors.
+async fn expect(request: reqwest::RequestBuilder, want: u16, what: &str) -> anyhow::Result<Value> {
+    let (status, body) = send(request).await.with_context(|| what.to_owned())?;
+    anyhow::ensure!(status == want, "{what}: {status} {body}");
+    Ok(body)
+}
+
+/// String field `key` of an answer.
+fn field(body: &Value, key: &str) -> anyhow::Result<String> {
+    body[key].as_str().map(str::to_owned).with_context(|| format!("no {key} in {body}"))
+}
+
 /// Runs `requests`, `concurrency` at a time, telling `progress` how many are done; the
 /// first error ends it.
 async fn all_of<T, Fut>(
@@ -96,18 +108,14 @@ pub async fn register(
     progress: impl Fn(usize),
 ) -> anyhow::Result<Vec<VirtualUser>> {
     let clients = clients(&shard.sources)?;
-    let per_source = shard.users.len().div_ceil(clients.len().max(1)).max(1);
     let url = format!("{}/v1/auth/register", ep.command);
     let requests = shard.users.clone().map(|index| {
-        let client = &clients[((index - shard.users.start) / per_source).min(clients.len() - 1)];
         let body =
             json!({"handle": handle(tag, index), "display_name": format!("Load user {index}"), "password": PASSWORD});
-        let request = client.post(&url).json(&body);
+        let request = clients[shard.source_of(index)].post(&url).json(&body);
         async move {
-            let (status, body) = send(request).await.with_context(|| format!("registering user {index}"))?;
-            anyhow::ensure!(status == 201, "registering user {index}: {status} {body}");
-            let field = |k: &str| body[k].as_str().map(str::to_owned).with_context(|| format!("no {k} in {body}"));
-            Ok(VirtualUser { index, id: field("user_id")?, token: field("token")? })
+            let body = expect(request, 201, &format!("registering user {index}")).await?;
+            Ok(VirtualUser { index, id: field(&body, "user_id")?, token: field(&body, "token")? })
         }
     });
     let mut users = all_of(requests, concurrency, progress).await?;
@@ -130,14 +138,11 @@ pub async fn follow(
         shard.users.clone().flat_map(|u| graph.follows[u].iter().map(move |&v| (u, v as usize))).collect();
     let total = edges.len();
     let requests = edges.into_iter().map(|(u, v)| {
-        let client = &clients[u % clients.len()];
         let (follower, followee) = (&all[u], &all[v]);
-        let request = client.put(format!("{}/v1/follows/{}", ep.command, followee.id)).bearer_auth(&follower.token);
-        async move {
-            let (status, body) = send(request).await.with_context(|| format!("user {u} following {v}"))?;
-            anyhow::ensure!(status == 202, "user {u} following {v}: {status} {body}");
-            Ok(())
-        }
+        let request = clients[shard.source_of(u)]
+            .put(format!("{}/v1/follows/{}", ep.command, followee.id))
+            .bearer_auth(&follower.token);
+        async move { expect(request, 202, &format!("user {u} following {v}")).await.map(drop) }
     });
     all_of(requests, concurrency, progress).await?;
     Ok(total)
@@ -164,15 +169,11 @@ pub async fn posts(
     let clients = clients(&shard.sources)?;
     let url = format!("{}/v1/posts", ep.command);
     let requests = shard.users.clone().step_by(every.max(1)).map(|u| {
-        let request = clients[u % clients.len()]
+        let request = clients[shard.source_of(u)]
             .post(&url)
             .bearer_auth(&all[u].token)
             .json(&json!({"text": format!("Hello from load user {u}")}));
-        async move {
-            let (status, body) = send(request).await.with_context(|| format!("user {u} posting"))?;
-            anyhow::ensure!(status == 202, "user {u} posting: {status} {body}");
-            body["post_id"].as_str().map(str::to_owned).with_context(|| format!("no post_id in {body}"))
-        }
+        async move { field(&expect(request, 202, &format!("user {u} posting")).await?, "post_id") }
     });
     all_of(requests, concurrency, |_| {}).await
 }
@@ -190,18 +191,15 @@ pub async fn games(
     let pairs = pairs.min(shard.users.len() / 2);
     let requests = (0..pairs).map(|k| {
         let (white, black) = (shard.users.start + 2 * k, shard.users.start + 2 * k + 1);
-        let client = &clients[white % clients.len()];
+        let client = &clients[shard.source_of(white)];
         let challenge = client
             .post(format!("{}/v1/games", ep.command))
             .bearer_auth(&all[white].token)
             .json(&json!({"opponent_id": all[black].id, "color": "white"}));
         async move {
-            let (status, body) = send(challenge).await.with_context(|| format!("user {white} challenging"))?;
-            anyhow::ensure!(status == 202, "user {white} challenging {black}: {status} {body}");
-            let id = body["game_id"].as_str().map(str::to_owned).with_context(|| format!("no game_id in {body}"))?;
+            let id = field(&expect(challenge, 202, &format!("user {white} challenging {black}")).await?, "game_id")?;
             let accept = client.post(format!("{}/v1/games/{id}/accept", ep.command)).bearer_auth(&all[black].token);
-            let (status, body) = send(accept).await.with_context(|| format!("user {black} accepting"))?;
-            anyhow::ensure!(status == 202, "user {black} accepting {id}: {status} {body}");
+            expect(accept, 202, &format!("user {black} accepting {id}")).await?;
             Ok(GameSeed { id, white, black })
         }
     });

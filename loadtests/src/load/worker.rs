@@ -11,6 +11,7 @@ use super::mix::{Op, rates};
 use super::plan::{ACCEPT_GAME, LAG_PUSHED, LAG_VISIBLE, NEW_GAME, PUSH_MESSAGE, Plan};
 use super::record::{OpRecordWire, Outcome, Records};
 use super::schedule::Schedule;
+use super::split::Shard;
 use super::users::{PASSWORD, clients, handle};
 use agora_command_api::domain::game::automatic_outcome;
 use anyhow::Context;
@@ -42,7 +43,6 @@ const PUSH_GIVE_UP: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Outcomes {
     pub steps: Vec<BTreeMap<String, OpRecordWire>>,
-    pub sockets_opened: u64,
     pub sockets_closed: u64,
 }
 
@@ -71,7 +71,8 @@ struct State {
     plan: Plan,
     shard: usize,
     clients: Vec<reqwest::Client>,
-    per_source: usize,
+    /// The realtime tier's address, resolved once for every socket.
+    realtime: SocketAddr,
     records: Vec<Mutex<Records>>,
     /// Posts others may read: seeded ones, and new ones once the query API showed them (a
     /// reader learns of a post from a feed or a push, which come after the projection).
@@ -101,12 +102,12 @@ impl State {
         self.plan.shards[self.shard].users.clone()
     }
 
-    fn source_of(&self, user: usize) -> usize {
-        ((user - self.users().start) / self.per_source).min(self.clients.len() - 1)
+    fn shard(&self) -> &Shard {
+        &self.plan.shards[self.shard]
     }
 
     fn client(&self, user: usize) -> &reqwest::Client {
-        &self.clients[self.source_of(user)]
+        &self.clients[self.shard().source_of(user)]
     }
 
     fn query_url(&self, path: &str) -> String {
@@ -168,19 +169,12 @@ async fn open_socket(
     state: &State,
     user: usize,
 ) -> anyhow::Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>> {
-    let source = state.plan.shards[state.shard].sources[state.source_of(user)];
-    let base = &state.plan.endpoints.realtime;
-    let authority = base.split_once("://").map_or(base.as_str(), |(_, r)| r).trim_end_matches('/');
-    let target: SocketAddr = tokio::net::lookup_host(authority)
-        .await
-        .with_context(|| format!("resolving {authority}"))?
-        .next()
-        .with_context(|| format!("{authority} resolves to nothing"))?;
+    let source = state.shard().sources[state.shard().source_of(user)];
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(source.into(), 0)).with_context(|| format!("binding {source}"))?;
-    let stream = socket.connect(target).await.context("tcp connect")?;
+    let stream = socket.connect(state.realtime).await.context("tcp connect")?;
     stream.set_nodelay(true)?;
-    let url = format!("ws://{authority}/v1/stream?token={}", state.plan.users[user].token);
+    let url = format!("ws://{}/v1/stream?token={}", realtime_authority(&state.plan), state.plan.users[user].token);
     // Small buffers: 16,000 sockets a process at tungstenite's 128 KiB default would be 2 GiB.
     let config = WebSocketConfig::default().read_buffer_size(4 * 1024).write_buffer_size(0);
     let (mut ws, _) =
@@ -189,6 +183,12 @@ async fn open_socket(
         Ok(Some(Ok(Message::Text(t)))) if t.as_str().starts_with(r#"{"type":"ready""#) => Ok(ws),
         other => anyhow::bail!("no ready frame: {other:?}"),
     }
+}
+
+/// `host:port` of the realtime tier's URL.
+fn realtime_authority(plan: &Plan) -> &str {
+    let base = &plan.endpoints.realtime;
+    base.split_once("://").map_or(base.as_str(), |(_, r)| r).trim_end_matches('/')
 }
 
 /// Reads `user`'s socket until it ends, matching message pushes addressed to them.
@@ -221,8 +221,7 @@ fn pushed(state: &State, message_id: &str, at: Instant) {
     match pending.remove(message_id) {
         Some(Pending::Sent { at_202, due, step }) => {
             drop(pending);
-            state.record(step, LAG_PUSHED, at.saturating_duration_since(at_202), Outcome::Ok);
-            state.record(step, PUSH_MESSAGE, at.saturating_duration_since(due), Outcome::Ok);
+            record_push(state, step, Some(at), at_202, due);
         }
         Some(arrived @ Pending::Arrived { .. }) => {
             // A repeat of a push already seen: the contract promises one frame per event.
@@ -239,11 +238,25 @@ fn sent(state: &State, message_id: &str, at_202: Instant, due: Instant, step: us
     match pending.remove(message_id) {
         Some(Pending::Arrived { at }) => {
             drop(pending);
-            state.record(step, LAG_PUSHED, at.saturating_duration_since(at_202), Outcome::Ok);
-            state.record(step, PUSH_MESSAGE, at.saturating_duration_since(due), Outcome::Ok);
+            record_push(state, step, Some(at), at_202, due);
         }
         _ => {
             pending.insert(message_id.to_owned(), Pending::Sent { at_202, due, step });
+        }
+    }
+}
+
+/// A message push's two figures: from the send's 202 and from when it was due; `None` for a
+/// push that never came (counted as failed, at the time waited).
+fn record_push(state: &State, step: usize, arrived: Option<Instant>, at_202: Instant, due: Instant) {
+    match arrived {
+        Some(at) => {
+            state.record(step, LAG_PUSHED, at.saturating_duration_since(at_202), Outcome::Ok);
+            state.record(step, PUSH_MESSAGE, at.saturating_duration_since(due), Outcome::Ok);
+        }
+        None => {
+            state.record(step, LAG_PUSHED, at_202.elapsed(), Outcome::Failed);
+            state.record(step, PUSH_MESSAGE, due.elapsed(), Outcome::Failed);
         }
     }
 }
@@ -267,7 +280,7 @@ async fn watch_visible(state: Arc<State>, step: usize, user: usize, post_id: Str
 }
 
 /// One due operation by `user`.
-async fn perform(state: Arc<State>, step: usize, op: Op, user: usize, due: Instant, seed: u64, tasks: &mut Vec<Spawn>) {
+async fn perform(state: Arc<State>, step: usize, op: Op, user: usize, due: Instant, seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let token = state.plan.users[user].token.clone();
     let client = state.client(user).clone();
@@ -292,7 +305,8 @@ async fn perform(state: Arc<State>, step: usize, op: Op, user: usize, due: Insta
                 state.call(step, name, due, command(reqwest::Method::POST, "/v1/posts".into()).json(&body)).await
                 && let Some(id) = answer["post_id"].as_str()
             {
-                tasks.push(Spawn::Visible { step, user, post_id: id.to_owned(), at_202: Instant::now() });
+                let (post_id, at_202) = (id.to_owned(), Instant::now());
+                watch_visible(state.clone(), step, user, post_id, at_202).await;
             }
         }
         Op::ReadPost | Op::Like | Op::Comment | Op::ReadComments => {
@@ -398,11 +412,6 @@ async fn restart(state: &State, step: usize, due: Instant, game: &mut Game) -> b
     true
 }
 
-/// Follow-up work an operation leaves, run as its own task.
-enum Spawn {
-    Visible { step: usize, user: usize, post_id: String, at_202: Instant },
-}
-
 /// Runs shard `shard` of `plan`: opens its users' sockets, calls `ready` with how many are
 /// open, waits for `go`, then runs every step and returns what it measured.
 pub async fn run(
@@ -416,7 +425,12 @@ pub async fn run(
     anyhow::ensure!(s.users.end <= plan.users.len(), "shard {shard} reaches past the plan's users");
     anyhow::ensure!(!s.sources.is_empty(), "shard {shard} has no source addresses");
     let clients = clients(&s.sources)?;
-    let per_source = s.users.len().div_ceil(s.sources.len()).max(1);
+    let authority = realtime_authority(&plan);
+    let realtime: SocketAddr = tokio::net::lookup_host(authority)
+        .await
+        .with_context(|| format!("resolving {authority}"))?
+        .next()
+        .with_context(|| format!("{authority} resolves to nothing"))?;
     let games = plan
         .games
         .iter()
@@ -429,7 +443,7 @@ pub async fn run(
         plan,
         shard,
         clients,
-        per_source,
+        realtime,
         posts: Mutex::new(posts),
         games,
         pending: Mutex::new(HashMap::new()),
@@ -479,13 +493,7 @@ pub async fn run(
             let op = Op::ALL[arrival.kind];
             let user = rng.random_range(s.users.clone());
             let (state, seed) = (state.clone(), rng.random::<u64>());
-            work.spawn(async move {
-                let mut follow_ups = Vec::new();
-                perform(state.clone(), step, op, user, due, seed, &mut follow_ups).await;
-                for Spawn::Visible { step, user, post_id, at_202 } in follow_ups {
-                    watch_visible(state.clone(), step, user, post_id, at_202).await;
-                }
-            });
+            work.spawn(perform(state, step, op, user, due, seed));
             while work.try_join_next().is_some() {}
         }
         progress(&format!("shard {shard}: step {} ({multiple}x) done, {} tasks in flight", step + 1, work.len()));
@@ -493,7 +501,7 @@ pub async fn run(
     let drained = tokio::time::timeout(DRAIN, async { while work.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         progress(&format!(
-            "shard {shard}: {} requests still unanswered after {DRAIN:?}; counted as failed",
+            "shard {shard}: {} requests still unanswered after {DRAIN:?}; abandoned, not counted",
             work.len()
         ));
         work.abort_all();
@@ -503,24 +511,19 @@ pub async fn run(
     while Instant::now() < deadline && lock(&state.pending).values().any(|p| matches!(p, Pending::Sent { .. })) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let lost: Vec<(usize, Instant)> = lock(&state.pending)
+    let lost: Vec<(usize, Instant, Instant)> = lock(&state.pending)
         .values()
         .filter_map(|p| match p {
-            Pending::Sent { step, due, .. } => Some((*step, *due)),
+            Pending::Sent { step, at_202, due } => Some((*step, *at_202, *due)),
             Pending::Arrived { .. } => None,
         })
         .collect();
-    for (step, due) in lost {
-        state.record(step, LAG_PUSHED, due.elapsed(), Outcome::Failed);
-        state.record(step, PUSH_MESSAGE, due.elapsed(), Outcome::Failed);
+    for (step, at_202, due) in lost {
+        record_push(&state, step, None, at_202, due);
     }
     let closed_during_run = state.sockets_closed.load(Ordering::Acquire);
     readers.abort_all();
-    Ok(Outcomes {
-        steps: state.records.iter().map(|r| lock(r).to_wire()).collect(),
-        sockets_opened: opened,
-        sockets_closed: closed_during_run,
-    })
+    Ok(Outcomes { steps: state.records.iter().map(|r| lock(r).to_wire()).collect(), sockets_closed: closed_during_run })
 }
 
 #[cfg(test)]
