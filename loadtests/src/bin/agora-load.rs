@@ -2,13 +2,14 @@
 //!
 //! ```text
 //! agora-load run [--preset 1k|10k|100k] [--step-secs N] [--steps 0.5,1,2] [--json FILE]
-//!                [--docs DIR] [--no-baselines]
+//!                [--docs DIR] [--no-baselines] [--per-process N]
 //! agora-load report [--json docs/benchmarks.json] [--docs docs] [--check]
 //! agora-load worker --plan FILE --shard I        (started by `run`, one per shard)
 //! ```
 //! `run` needs the system up (`deploy/local/system.sh up`): it registers the preset's users
 //! through the public API, applies a power-law follow graph, seeds posts and games, starts one
-//! worker process per shard of at most 16,000 users (a process here may hold 20,000 files),
+//! worker process per shard of at most 16,000 users (a process here may hold 20,000 files;
+//! `--per-process` lowers that, to spread a run over more processes and cores),
 //! runs each load step with every user holding a WebSocket, measures the raw engine baselines
 //! and writes the JSON; with `--docs`, also the markdown and plots (`report` does that from the
 //! JSON alone). `report --check` writes nothing and fails, naming the files, if what is there
@@ -18,6 +19,7 @@ use agora_loadtests::load::baselines;
 use agora_loadtests::load::mix::{PRESETS, preset};
 use agora_loadtests::load::plan::{Plan, WorkerLine};
 use agora_loadtests::load::report::{Baseline, RunReport, files, stale};
+use agora_loadtests::load::split::Limits;
 use agora_loadtests::load::{run, worker};
 use anyhow::Context;
 use std::io::Write;
@@ -85,6 +87,7 @@ async fn run_cmd(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> {
     let mut chosen = preset("1k").context("the 1k preset")?;
     let (mut step_secs, mut steps, mut json, mut docs, mut with_baselines) =
         (None, None, PathBuf::from(".local/bench/load.json"), None, true);
+    let mut limits = Limits::default();
     while let Some(flag) = args.next() {
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
@@ -112,6 +115,15 @@ async fn run_cmd(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> {
             "--json" => json = value()?.into(),
             "--docs" => docs = Some(PathBuf::from(value()?)),
             "--no-baselines" => with_baselines = false,
+            "--per-process" => {
+                let v: usize = value()?.parse().context("--per-process takes a number of users")?;
+                anyhow::ensure!(
+                    (1..=Limits::default().per_process).contains(&v),
+                    "--per-process must be 1-{} (a process here may hold 20,000 open files)",
+                    Limits::default().per_process
+                );
+                limits.per_process = v;
+            }
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
@@ -128,7 +140,7 @@ async fn run_cmd(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> {
         "preset {}: {} users, steps {:?} x {step_secs} s, against {} / {} / {}",
         chosen.name, chosen.users, steps, ep.command, ep.query, ep.realtime
     ));
-    let setup = run::setup(&ep, &chosen, steps, step_secs, seed, &say).await?;
+    let setup = run::setup(&ep, &chosen, (steps, step_secs), limits, seed, &say).await?;
     let plan = setup.plan;
     let dir = run::run_dir(Path::new("."), &plan.tag);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -93,18 +93,19 @@ pub struct Setup {
     pub follows: usize,
 }
 
-/// Registers the preset's users, applies the follow graph, seeds posts and games, and waits
-/// until the query API shows the last seeded post.
+/// Registers the preset's users, split over generator processes by `limits`, applies the
+/// follow graph, seeds posts and games, and waits until the query API shows the last seeded
+/// post.
 pub async fn setup(
     ep: &Endpoints,
     preset: &Preset,
-    steps: Vec<f64>,
-    step_secs: u64,
+    (steps, step_secs): (Vec<f64>, u64),
+    limits: Limits,
     seed: u64,
     progress: &impl Fn(&str),
 ) -> anyhow::Result<Setup> {
     let tag = format!("l{:08x}", seed & 0xffff_ffff);
-    let shards = split(preset.users, Limits::default());
+    let shards = split(preset.users, limits);
     let mut all = Vec::with_capacity(preset.users);
     for shard in &shards {
         let told = tenths(progress, shard.index, "registered", shard.users.len());

@@ -945,8 +945,13 @@ pub async fn query_until(
 
 /// The binary of the workspace package `package` (named like it), built from the current
 /// sources (up to date, this is quick).
-/// It lives next to this test binary's `deps` folder: the same target folder and profile.
 pub fn service_binary(package: &str) -> PathBuf {
+    workspace_binary(package, package)
+}
+
+/// Binary `bin` of the workspace package `package`, built from the current sources.
+/// It lives next to this test binary's `deps` folder: the same target folder and profile.
+pub fn workspace_binary(package: &str, bin: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
     let target_dir = profile_dir.parent().unwrap().to_path_buf();
@@ -958,12 +963,12 @@ pub fn service_binary(package: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let out = Command::new(cargo)
         .current_dir(&workspace)
-        .args(["build", "-p", package, "--bin", package, "--profile", &profile, "--target-dir"])
+        .args(["build", "-p", package, "--bin", bin, "--profile", &profile, "--target-dir"])
         .arg(&target_dir)
         .output()
         .unwrap();
     assert!(out.status.success(), "building {package} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    let bin = profile_dir.join(package);
-    assert!(bin.is_file(), "no {}", bin.display());
-    bin
+    let path = profile_dir.join(bin);
+    assert!(path.is_file(), "no {}", path.display());
+    path
 }
