@@ -117,10 +117,10 @@ async fn run_cmd(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> {
             "--no-baselines" => with_baselines = false,
             "--per-process" => {
                 let v: usize = value()?.parse().context("--per-process takes a number of users")?;
+                let most = Limits::default().per_process;
                 anyhow::ensure!(
-                    (1..=Limits::default().per_process).contains(&v),
-                    "--per-process must be 1-{} (a process here may hold 20,000 open files)",
-                    Limits::default().per_process
+                    (1..=most).contains(&v),
+                    "--per-process must be 1-{most} (a process here may hold 20,000 open files)"
                 );
                 limits.per_process = v;
             }
@@ -142,11 +142,7 @@ async fn run_cmd(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> {
     ));
     let setup = run::setup(&ep, &chosen, (steps, step_secs), limits, seed, &say).await?;
     let plan = setup.plan;
-    let dir = run::run_dir(Path::new("."), &plan.tag);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let plan_file = dir.join("plan.json");
-    std::fs::write(&plan_file, serde_json::to_vec(&plan)?)
-        .with_context(|| format!("writing {}", plan_file.display()))?;
+    let plan_file = run::write_plan(Path::new("."), &plan)?;
     let exe = std::env::current_exe().context("this program's path")?;
     let measured = run::drive(&exe, &plan_file, &plan, &say).await?;
     let report_steps = run::steps(&plan, &measured);

@@ -304,6 +304,15 @@ pub fn run_dir(root: &Path, tag: &str) -> PathBuf {
     root.join(".local/bench/load").join(tag)
 }
 
+/// Writes `plan` to its run's folder under `root`, for the workers; the file.
+pub fn write_plan(root: &Path, plan: &Plan) -> anyhow::Result<PathBuf> {
+    let dir = run_dir(root, &plan.tag);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let file = dir.join("plan.json");
+    std::fs::write(&file, serde_json::to_vec(plan)?).with_context(|| format!("writing {}", file.display()))?;
+    Ok(file)
+}
+
 /// Merged steps as the report's steps.
 pub fn steps(plan: &Plan, measured: &Measured) -> Vec<Step> {
     plan.steps.iter().zip(&measured.steps).map(|(&m, r)| step(m, plan.users.len(), plan.step_secs as f64, r)).collect()

@@ -99,7 +99,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl State {
     fn users(&self) -> std::ops::Range<usize> {
-        self.plan.shards[self.shard].users.clone()
+        self.shard().users.clone()
     }
 
     fn shard(&self) -> &Shard {

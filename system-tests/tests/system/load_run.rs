@@ -7,7 +7,7 @@ use crate::helpers::{TestApp, workspace_binary};
 use agora_loadtests::load::mix::{Op, Preset, rates};
 use agora_loadtests::load::plan::{LAG_PUSHED, LAG_VISIBLE, PUSH_MESSAGE, tier_of};
 use agora_loadtests::load::record::Records;
-use agora_loadtests::load::run::{Measured, drive, run_dir, setup, steps};
+use agora_loadtests::load::run::{Measured, drive, setup, steps, write_plan};
 use agora_loadtests::load::split::Limits;
 use agora_loadtests::load::users::Endpoints;
 use agora_loadtests::load::worker;
@@ -16,8 +16,8 @@ use agora_loadtests::load::worker;
 const PRESET: Preset = Preset { name: "test", users: 30, steps: &[20.0], step_secs: 4 };
 
 /// What every run must show: the operations answered as expected, each exercised, each
-/// accepted post seen in the query API and each accepted message pushed.
-fn assert_every_operation_answered(records: &Records) {
+/// accepted post seen in the query API and each accepted message pushed; the operations tried.
+fn assert_every_operation_answered(records: &Records) -> u64 {
     let ops = &records.0;
     let attempts: u64 =
         ops.iter().filter(|(name, _)| matches!(tier_of(name), "command" | "query")).map(|(_, r)| r.attempts()).sum();
@@ -33,6 +33,7 @@ fn assert_every_operation_answered(records: &Records) {
     assert_eq!(ops[LAG_PUSHED].ok, ops[Op::Message.name()].ok);
     assert_eq!(ops[PUSH_MESSAGE].ok, ops[Op::Message.name()].ok);
     assert!(ops[LAG_VISIBLE].quantile_ms(0.5) > 0.0);
+    attempts
 }
 
 #[tokio::test]
@@ -71,9 +72,7 @@ async fn a_run_split_over_two_generator_processes_merges_their_records_with_noth
     assert_eq!(made.plan.shards.len(), 2);
     assert!(made.plan.shards.iter().all(|s| s.users.len() == 15 && s.sources.len() == 2));
     let dir = tempfile::tempdir().unwrap();
-    let plan_file = run_dir(dir.path(), &made.plan.tag).join("plan.json");
-    std::fs::create_dir_all(plan_file.parent().unwrap()).unwrap();
-    std::fs::write(&plan_file, serde_json::to_vec(&made.plan).unwrap()).unwrap();
+    let plan_file = write_plan(dir.path(), &made.plan).unwrap();
 
     let exe = workspace_binary("agora-loadtests", "agora-load");
     let said = std::sync::Mutex::new(Vec::new());
@@ -82,15 +81,9 @@ async fn a_run_split_over_two_generator_processes_merges_their_records_with_noth
     assert_eq!(measured.sockets, 30, "both workers' sockets are counted: {:?}", said.lock().unwrap());
     assert_eq!(measured.sockets_closed, 0);
     assert_eq!(measured.steps.len(), 1);
-    assert_every_operation_answered(&measured.steps[0]);
+    let attempts = assert_every_operation_answered(&measured.steps[0]);
     // The merged records hold both workers' operations: one worker alone offers half of them.
     let offered: f64 = rates(30, 20.0).iter().sum::<f64>() * 4.0;
-    let attempts: u64 = measured.steps[0]
-        .0
-        .iter()
-        .filter(|(name, _)| matches!(tier_of(name), "command" | "query"))
-        .map(|(_, r)| r.attempts())
-        .sum();
     assert!(attempts as f64 >= 0.7 * offered, "{attempts} operations of {offered:.0} offered by both workers");
     let report = steps(&made.plan, &measured);
     assert!(report[0].tiers.values().all(|f| f.error_rate == 0.0));
