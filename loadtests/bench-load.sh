@@ -7,8 +7,9 @@
 #   loadtests/bench-load.sh [preset] [agora-load run flags]    preset 1k (default), 10k, 100k
 #
 # The 1k preset takes about 9 minutes on a 2-core machine: setup ~2.5 min, five 30 s steps,
-# the baselines ~3 min. Another preset or flags (e.g. --step-secs 10) write their JSON to
-# .local/bench/load-<preset>.json and leave docs/ alone, unless AGORA_LOAD_JSON says otherwise.
+# up to ~3 min for the overloaded steps' backlog to drain, the baselines ~30 s. Another
+# preset or flags (e.g. --step-secs 10) write their JSON to .local/bench/load-<preset>.json
+# and leave docs/ alone, unless AGORA_LOAD_JSON says otherwise.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PRESET=${1:-1k}
