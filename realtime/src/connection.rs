@@ -6,19 +6,25 @@ use crate::router::Keys;
 use crate::telemetry as names;
 use axum::extract::ws::{CloseFrame, Message};
 use futures::{Sink, SinkExt, Stream, StreamExt};
+use std::sync::Arc;
 use std::time::Duration;
+use uuid::Uuid;
 
 /// Close codes of the contract.
 pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
 pub const CLOSE_SERVICE_RESTART: u16 = 1012;
 
+/// A socket's own state. Every socket of the process holds one, so what it can share it
+/// shares (the user's name, the epoch, the key prefix) and what it can hold inline it does.
 pub struct Session {
-    pub connection_id: String,
-    pub epoch: String,
-    pub stream_pos: String,
+    pub connection_id: Uuid,
+    /// The stream epoch when the socket opened (one allocation for the process's sockets).
+    pub epoch: Arc<str>,
+    /// The newest entry of the user's stream when the socket opened.
+    pub head: (u64, u64),
     pub keys: Keys,
     pub heartbeat: Duration,
-    pub user: String,
+    pub user: Arc<str>,
     /// For `resume`: the user's stream.
     pub redis: redis::aio::ConnectionManager,
 }
@@ -74,16 +80,22 @@ where
     // signals, the socket not split in two (its halves would share it behind a lock), and
     // each write's future boxed (a future is as large as its largest await).
     let Connection { socket: tx, member, session } = conn;
-    let ready = ServerFrame::Ready { connection_id: &session.connection_id, stream_pos: &session.stream_pos };
-    if tx.send(Message::Text(ready.to_text().into())).await.is_err() {
+    let ready = {
+        let mut id = Uuid::encode_buffer();
+        let (ms, seq) = session.head;
+        let pos = stream_pos(&session.epoch, &format!("{ms}-{seq}"));
+        ServerFrame::Ready { connection_id: session.connection_id.hyphenated().encode_lower(&mut id), stream_pos: &pos }
+            .to_text()
+    };
+    if tx.send(Message::Text(ready.into())).await.is_err() {
         return;
     }
     let mailbox = member.mailbox.clone();
-    let user_channel = session.keys.user_channel(&session.user);
+    let user_channel = member.user_channel().clone();
     // The newest user-stream entry written to this socket: live and replayed frames meet
     // here, so none is sent twice and none goes out of order.
     let mut sent_max: Option<(u64, u64)> = None;
-    let start = parse_stream_pos(&session.stream_pos).map(|(_, id)| id);
+    let start = session.head;
     let mut live = false;
     let now = tokio::time::Instant::now();
     let live_at = now + RESUME_WINDOW;
@@ -97,7 +109,7 @@ where
     };
     // Where the socket's stream stands: the newest entry written (or the head at `ready`).
     let reached = |sent_max: Option<(u64, u64)>| {
-        let (ms, seq) = sent_max.or(start).unwrap_or((0, 0));
+        let (ms, seq) = sent_max.unwrap_or(start);
         format!("{ms}-{seq}")
     };
     let timer = tokio::time::sleep_until(next_deadline(live, ping_at, catch_up_at));
@@ -139,7 +151,7 @@ where
                     // sockets do not all read Redis at once; live frames meanwhile wait in the
                     // queue, and those the catch-up also brings are then skipped as written.
                     if live {
-                        catch_up_at = Some(tokio::time::Instant::now() + jitter(&session.connection_id, CATCH_UP_SPREAD));
+                        catch_up_at = Some(tokio::time::Instant::now() + jitter(session.connection_id.as_bytes(), CATCH_UP_SPREAD));
                         timer.as_mut().reset(next_deadline(live, ping_at, catch_up_at));
                     }
                 }
@@ -155,7 +167,7 @@ where
                     } else {
                         // A channel frame is not in the user's stream: it carries the position
                         // reached so far, which stays a correct place to resume from.
-                        event_frame(&session.epoch, &reached(sent_max), json, Some(&session.user))
+                        event_frame(&session.epoch, &reached(sent_max), json, Some(&*session.user))
                     };
                     let Some(text) = text else { continue };
                     or_end!(Box::pin(write(&mut *tx, Message::Text(text.into()), &mailbox)).await);
@@ -216,10 +228,10 @@ where
 const CATCH_UP_SPREAD: Duration = Duration::from_secs(1);
 
 /// A random delay below `spread` (the process's random hash seed over `key`).
-fn jitter(key: &str, spread: Duration) -> Duration {
+fn jitter(key: &[u8], spread: Duration) -> Duration {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write(key.as_bytes());
+    h.write(key);
     let millis = spread.as_millis().max(1) as u64;
     Duration::from_millis(h.finish() % millis)
 }
@@ -310,7 +322,7 @@ async fn resume(
         metrics::counter!(names::RESUMES, "outcome" => "reset").increment(1);
         Ok(vec![ServerFrame::Reset { reason }.to_text()])
     };
-    if epoch != session.epoch {
+    if *epoch != *session.epoch {
         return reset("history was lost: refetch through the query API");
     }
     let exists: bool = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await?;
@@ -452,7 +464,7 @@ mod tests {
     #[test]
     fn catch_up_delays_stay_below_the_spread_and_differ() {
         let delays: std::collections::BTreeSet<Duration> =
-            (0..200).map(|i| jitter(&format!("connection-{i}"), CATCH_UP_SPREAD)).collect();
+            (0..200).map(|i| jitter(format!("connection-{i}").as_bytes(), CATCH_UP_SPREAD)).collect();
         assert!(delays.iter().all(|d| *d < CATCH_UP_SPREAD));
         assert!(delays.len() > 100, "spread out, not one instant: {} distinct", delays.len());
     }

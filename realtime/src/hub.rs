@@ -126,15 +126,51 @@ impl Mailbox {
 
 #[derive(Debug)]
 enum Command {
-    Subscribe(String),
-    Unsubscribe(String),
+    Subscribe(Arc<str>),
+    Unsubscribe(Arc<str>),
 }
 
+/// Who listens on which channel. A user channel's subscribers are exactly that user's sockets
+/// here, so its list's length is their count: no second map per user. Each channel name is
+/// allocated once, shared by the map and every membership in it.
 #[derive(Debug, Default)]
 struct Registry {
-    channels: HashMap<String, Vec<Subscriber>>,
-    per_user: HashMap<String, usize>,
+    channels: HashMap<Arc<str>, Vec<Subscriber>>,
     next_id: u64,
+}
+
+impl Registry {
+    /// Adds `sub` to `channel` (its name shared if the channel is known) and answers the
+    /// name, or `None` if `sub` was in it already. The first subscriber makes the hub
+    /// subscribe in Redis.
+    fn add(&mut self, channel: &str, sub: Subscriber, commands: &mpsc::UnboundedSender<Command>) -> Option<Arc<str>> {
+        if let Some((name, subs)) = self.channels.get_key_value(channel) {
+            if subs.iter().any(|s| s.id == sub.id) {
+                return None;
+            }
+            let name = name.clone();
+            self.channels.get_mut(channel)?.push(sub);
+            return Some(name);
+        }
+        let name: Arc<str> = Arc::from(channel);
+        // Most channels have one socket here: room for one, not Vec's first four.
+        let mut subs = Vec::with_capacity(1);
+        subs.push(sub);
+        self.channels.insert(name.clone(), subs);
+        let _ = commands.send(Command::Subscribe(name.clone()));
+        Some(name)
+    }
+
+    /// Takes socket `id` out of `channel`; the last one out makes the hub unsubscribe.
+    fn remove(&mut self, channel: &str, id: u64, commands: &mpsc::UnboundedSender<Command>) {
+        let Some(subs) = self.channels.get_mut(channel) else { return };
+        subs.retain(|s| s.id != id);
+        if subs.is_empty()
+            && let Some((name, _)) = self.channels.remove_entry(channel)
+        {
+            let _ = commands.send(Command::Unsubscribe(name));
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -150,10 +186,11 @@ pub struct Hub {
 pub struct Membership {
     hub: Hub,
     id: u64,
-    user: String,
     pub mailbox: Arc<Mailbox>,
-    /// The channels this socket is subscribed to.
-    channels: Vec<String>,
+    /// The user's channel, always subscribed.
+    user_channel: Arc<str>,
+    /// The game channels this socket watches (most sockets: none, and no allocation).
+    games: Vec<Arc<str>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,90 +213,72 @@ impl Hub {
         raise_all(&reg, Mailbox::RESTART);
     }
 
-    /// Registers a socket of `user`, subscribed to `user_channel`.
+    /// Registers a socket subscribed to its user's `user_channel`, unless that user already
+    /// has `max_per_user` sockets here.
     pub fn join(
         &self,
-        user: &str,
-        user_channel: String,
+        user_channel: &str,
         queue: usize,
         max_per_user: usize,
     ) -> Result<Membership, TooManyConnections> {
         let mailbox = Arc::new(Mailbox::new(queue));
-        let id = {
-            let mut reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
-            if self.closing.load(Ordering::Acquire) {
-                mailbox.raise(Mailbox::RESTART);
-            }
-            let count = reg.per_user.entry(user.to_owned()).or_insert(0);
-            if *count >= max_per_user {
-                return Err(TooManyConnections);
-            }
-            *count += 1;
-            reg.next_id += 1;
-            reg.next_id
-        };
-        let mut m = Membership { hub: self.clone(), id, user: user.to_owned(), mailbox, channels: Vec::new() };
-        m.subscribe(&user_channel);
-        Ok(m)
+        let mut reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        if self.closing.load(Ordering::Acquire) {
+            mailbox.raise(Mailbox::RESTART);
+        }
+        if reg.channels.get(user_channel).map_or(0, Vec::len) >= max_per_user {
+            return Err(TooManyConnections);
+        }
+        reg.next_id += 1;
+        let id = reg.next_id;
+        // Commands are queued while the registry is locked, so a subscribe and an unsubscribe
+        // of one channel reach Redis in the order the registry saw them.
+        let sub = Subscriber { id, mailbox: mailbox.clone() };
+        let user_channel = reg.add(user_channel, sub, &self.commands).unwrap_or_else(|| Arc::from(user_channel));
+        drop(reg);
+        Ok(Membership { hub: self.clone(), id, mailbox, user_channel, games: Vec::new() })
     }
 }
 
 impl Membership {
+    /// The user's channel this socket is subscribed to.
+    pub fn user_channel(&self) -> &Arc<str> {
+        &self.user_channel
+    }
+
+    /// Subscribes the socket to the game channel `channel`.
     pub fn subscribe(&mut self, channel: &str) {
         let sub = Subscriber { id: self.id, mailbox: self.mailbox.clone() };
-        // Commands are queued while the registry is locked, so a subscribe and an unsubscribe
-        // of one channel reach Redis in the order the registry saw them.
         let mut reg = self.hub.registry.lock().unwrap_or_else(|p| p.into_inner());
-        let subs = reg.channels.entry(channel.to_owned()).or_default();
-        if subs.iter().any(|s| s.id == self.id) {
-            return;
+        if let Some(name) = reg.add(channel, sub, &self.hub.commands) {
+            self.games.push(name);
         }
-        subs.push(sub);
-        if subs.len() == 1 {
-            let _ = self.hub.commands.send(Command::Subscribe(channel.to_owned()));
-        }
-        drop(reg);
-        self.channels.push(channel.to_owned());
     }
 
     /// How many channels the socket is subscribed to (its own user channel included).
     pub fn channel_count(&self) -> usize {
-        self.channels.len()
+        1 + self.games.len()
     }
 
+    /// Unsubscribes the socket from the game channel `channel`.
     pub fn unsubscribe(&mut self, channel: &str) {
-        self.channels.retain(|c| c != channel);
-        let mut reg = self.hub.registry.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(subs) = reg.channels.get_mut(channel) else {
+        if *self.user_channel == *channel {
             return;
-        };
-        subs.retain(|s| s.id != self.id);
-        if subs.is_empty() {
-            reg.channels.remove(channel);
-            let _ = self.hub.commands.send(Command::Unsubscribe(channel.to_owned()));
         }
+        self.games.retain(|c| **c != *channel);
+        let mut reg = self.hub.registry.lock().unwrap_or_else(|p| p.into_inner());
+        reg.remove(channel, self.id, &self.hub.commands);
     }
 }
 
 impl Drop for Membership {
     fn drop(&mut self) {
         let mut reg = self.hub.registry.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = reg.per_user.get_mut(&self.user) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                reg.per_user.remove(&self.user);
-            }
-        }
         // Only this socket's own channels: a scan of every channel would make each
         // disconnect cost as much as all the process's sockets.
-        for channel in &self.channels {
-            if let Some(subs) = reg.channels.get_mut(channel) {
-                subs.retain(|s| s.id != self.id);
-                if subs.is_empty() {
-                    reg.channels.remove(channel);
-                    let _ = self.hub.commands.send(Command::Unsubscribe(channel.clone()));
-                }
-            }
+        reg.remove(&self.user_channel, self.id, &self.hub.commands);
+        for channel in &self.games {
+            reg.remove(channel, self.id, &self.hub.commands);
         }
     }
 }
@@ -267,9 +286,9 @@ impl Drop for Membership {
 fn dispatch(registry: &Mutex<Registry>, channel: &str, payload: Arc<str>) {
     // A push never waits, so the registry stays locked only for the hand-over.
     let reg = registry.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(subs) = reg.channels.get(channel) else { return };
+    let Some((name, subs)) = reg.channels.get_key_value(channel) else { return };
     // One allocation per message, shared by every socket it goes to.
-    let item = Arc::new(Published { channel: Arc::from(channel), payload });
+    let item = Arc::new(Published { channel: name.clone(), payload });
     for s in subs {
         s.mailbox.push(item.clone());
     }
@@ -308,12 +327,12 @@ async fn run_pubsub(
     let client = redis::Client::open(redis_url)?;
     let pubsub = client.get_async_pubsub().await?;
     let (mut sink, mut stream) = pubsub.split();
-    let channels: Vec<String> = {
+    let channels: Vec<Arc<str>> = {
         let reg = registry.lock().unwrap_or_else(|p| p.into_inner());
         reg.channels.keys().cloned().collect()
     };
     for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
-        sink.subscribe(chunk.to_vec()).await?;
+        sink.subscribe(chunk.iter().map(|c| &**c).collect::<Vec<&str>>()).await?;
     }
     tracing::info!(channels = channels.len(), "redis pub/sub connected");
     // Messages published while it was down never arrive: each socket catches up.
@@ -322,8 +341,8 @@ async fn run_pubsub(
         tokio::select! {
             cmd = commands.recv() => match cmd {
                 None => return Ok(()),
-                Some(Command::Subscribe(c)) => sink.subscribe(&c).await?,
-                Some(Command::Unsubscribe(c)) => sink.unsubscribe(&c).await?,
+                Some(Command::Subscribe(c)) => sink.subscribe(&*c).await?,
+                Some(Command::Unsubscribe(c)) => sink.unsubscribe(&*c).await?,
             },
             msg = stream.next() => match msg {
                 None => return Err(redis::RedisError::from((redis::ErrorKind::Io, "pub/sub stream ended"))),
@@ -368,6 +387,61 @@ mod tests {
         signal.raise(Mailbox::TOO_SLOW);
         assert_eq!(waiter.await.ok(), Some(Mailbox::TOO_SLOW));
         assert_eq!(signal.wait(Mailbox::RECONNECTED).await, Mailbox::RECONNECTED, "the other bit stays raised");
+    }
+
+    /// A hub without its pub/sub loop, and what it would have told Redis.
+    fn bare_hub() -> (Hub, mpsc::UnboundedReceiver<Command>) {
+        let (commands, rx) = mpsc::unbounded_channel();
+        (Hub { registry: Arc::default(), commands, closing: Arc::default() }, rx)
+    }
+
+    fn told(rx: &mut mpsc::UnboundedReceiver<Command>) -> Vec<String> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|c| match c {
+                Command::Subscribe(c) => format!("+{c}"),
+                Command::Unsubscribe(c) => format!("-{c}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_user_s_sockets_share_one_subscription_up_to_the_limit_and_each_gets_every_frame() {
+        let (hub, mut rx) = bare_hub();
+        let a = hub.join("u:a", 4, 2).unwrap_or_else(|_| panic!("first socket refused"));
+        let b = hub.join("u:a", 4, 2).unwrap_or_else(|_| panic!("second socket refused"));
+        assert!(hub.join("u:a", 4, 2).is_err(), "a third socket over the limit of 2");
+        assert!(hub.join("u:b", 4, 2).is_ok(), "another user's socket is not counted against u:a");
+        assert_eq!(told(&mut rx), ["+u:a", "+u:b", "-u:b"], "one SUBSCRIBE per channel; u:b's socket dropped at once");
+        assert!(Arc::ptr_eq(a.user_channel(), b.user_channel()), "one name for the channel");
+        dispatch(&hub.registry, "u:a", Arc::from("hello"));
+        assert_eq!(next_frame(&a.mailbox).await.as_deref(), Some("hello"));
+        assert_eq!(next_frame(&b.mailbox).await.as_deref(), Some("hello"));
+        drop(a);
+        assert!(told(&mut rx).is_empty(), "the channel stays while a socket of u:a is here");
+        assert!(hub.join("u:a", 4, 2).is_ok(), "a slot is free again");
+        drop(b);
+        assert_eq!(told(&mut rx), ["-u:a"], "the last socket out unsubscribes");
+    }
+
+    #[tokio::test]
+    async fn a_game_channel_is_watched_while_any_socket_subscribes_it_and_dropped_with_the_last() {
+        let (hub, mut rx) = bare_hub();
+        let mut a = hub.join("u:a", 4, 5).unwrap_or_else(|_| panic!("refused"));
+        let mut b = hub.join("u:b", 4, 5).unwrap_or_else(|_| panic!("refused"));
+        a.subscribe("g:1");
+        a.subscribe("g:1");
+        b.subscribe("g:1");
+        assert_eq!(a.channel_count(), 2, "a second subscribe of the same game is one channel");
+        assert_eq!(told(&mut rx), ["+u:a", "+u:b", "+g:1"]);
+        a.unsubscribe("g:1");
+        dispatch(&hub.registry, "g:1", Arc::from("move"));
+        assert_eq!(next_frame(&b.mailbox).await.as_deref(), Some("move"));
+        assert_eq!(next_frame(&a.mailbox).await, None, "unsubscribed");
+        a.unsubscribe(&a.user_channel().clone());
+        dispatch(&hub.registry, "u:a", Arc::from("own"));
+        assert_eq!(next_frame(&a.mailbox).await.as_deref(), Some("own"), "a socket cannot leave its user channel");
+        drop(b);
+        assert_eq!(told(&mut rx), ["-u:b", "-g:1"]);
     }
 
     fn frame(n: usize) -> Arc<Published> {

@@ -4,6 +4,7 @@ use anyhow::Context;
 
 // glibc's malloc keeps freed memory per thread arena (argon2's 19 MiB blocks stayed resident
 // as gigabytes) and spent ~15% of command-api's CPU under load; mimalloc does neither.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use uuid::Uuid;
 
 /// Marks renewed, or written and deleted, per pipeline.
 const RENEW_CHUNK: usize = 500;
@@ -22,18 +23,22 @@ const RENEW_CHUNK: usize = 500;
 /// A socket opening or closing, for the writer task.
 #[derive(Debug)]
 enum Change {
-    Mark { connection: String, user: String },
-    Unmark { connection: String, user: String },
+    Mark { connection: Uuid, user: Arc<str> },
+    Unmark { connection: Uuid, user: Arc<str> },
 }
 
 /// The most users one presence query may name.
 pub const MAX_USERS: usize = 100;
 
+/// Presence for the process: every socket holds a clone, one pointer.
 #[derive(Clone, Debug)]
-pub struct Presence {
+pub struct Presence(Arc<Shared>);
+
+#[derive(Debug)]
+struct Shared {
     marks: Marks,
-    /// This process's open sockets: connection id → user.
-    local: Arc<Mutex<HashMap<String, String>>>,
+    /// This process's open sockets: connection id → user (the name its session holds).
+    local: Mutex<HashMap<Uuid, Arc<str>>>,
     /// To the writer task, in the order sockets open and close.
     changes: mpsc::UnboundedSender<Change>,
 }
@@ -53,9 +58,10 @@ impl Marks {
     }
 
     /// Appends to `pipe` a mark of `connection` of `user`, lapsing at `until` (ms).
-    fn mark_into(&self, pipe: &mut redis::Pipeline, user: &str, connection: &str, until: i64) {
+    fn mark_into(&self, pipe: &mut redis::Pipeline, user: &str, connection: &Uuid, until: i64) {
         let key = self.key(user);
-        pipe.cmd("HSET").arg(&key).arg(connection).arg(until).ignore();
+        let mut field = Uuid::encode_buffer();
+        pipe.cmd("HSET").arg(&key).arg(&*connection.hyphenated().encode_lower(&mut field)).arg(until).ignore();
         pipe.cmd("PEXPIRE").arg(&key).arg(self.ttl.as_millis() as u64).ignore();
     }
 
@@ -77,34 +83,31 @@ impl Presence {
         let marks = Marks { redis, prefix: prefix.to_owned(), ttl: heartbeat * 2 + Duration::from_secs(5) };
         let (changes, queued) = mpsc::unbounded_channel();
         tokio::spawn(write_changes(marks.clone(), queued));
-        let presence = Self { marks: marks.clone(), local: Arc::default(), changes: changes.clone() };
-        let (every, weak) = (presence.renew_every(), Arc::downgrade(&presence.local));
+        let presence = Self(Arc::new(Shared { marks, local: Mutex::default(), changes }));
+        let (every, weak) = (presence.renew_every(), Arc::downgrade(&presence.0));
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                let Some(local) = weak.upgrade() else { return };
-                let open: Vec<(String, String)> = {
-                    let map = local.lock().unwrap_or_else(|p| p.into_inner());
-                    map.iter().map(|(c, u)| (c.clone(), u.clone())).collect()
-                };
+                let Some(shared) = weak.upgrade() else { return };
+                let open: Vec<(Uuid, Arc<str>)> = shared.lock().iter().map(|(c, u)| (*c, u.clone())).collect();
                 for chunk in open.chunks(RENEW_CHUNK) {
-                    let until = marks.lapse();
+                    let until = shared.marks.lapse();
                     let mut pipe = redis::pipe();
                     for (connection, user) in chunk {
-                        marks.mark_into(&mut pipe, user, connection, until);
+                        shared.marks.mark_into(&mut pipe, user, connection, until);
                     }
-                    if let Err(e) = marks.query(pipe).await {
+                    if let Err(e) = shared.marks.query(pipe).await {
                         // Redis being away only makes users look offline until it is back.
                         tracing::debug!(error = %e, "renewing presence marks failed");
                     }
                     // A socket that closed after the snapshot may have had its mark deleted
                     // before this renewal wrote it again: the writer deletes it once more.
-                    let map = local.lock().unwrap_or_else(|p| p.into_inner());
-                    for (connection, user) in chunk.iter().filter(|(c, _)| !map.contains_key(c)) {
-                        let _ = changes.send(Change::Unmark { connection: connection.clone(), user: user.clone() });
+                    let local = shared.lock();
+                    for (connection, user) in chunk.iter().filter(|(c, _)| !local.contains_key(c)) {
+                        let _ = shared.changes.send(Change::Unmark { connection: *connection, user: user.clone() });
                     }
                 }
-                drop(local);
+                drop(shared);
             }
         });
         presence
@@ -112,32 +115,38 @@ impl Presence {
 
     /// How often an open socket renews its mark.
     pub fn renew_every(&self) -> Duration {
-        self.marks.ttl / 3
+        self.0.marks.ttl / 3
     }
 
     /// Marks `connection` of `user` online (written within moments), and keeps it renewed
     /// until [`Self::unmark`].
-    pub fn mark(&self, user: &str, connection: &str) {
-        self.local.lock().unwrap_or_else(|p| p.into_inner()).insert(connection.to_owned(), user.to_owned());
-        let _ = self.changes.send(Change::Mark { connection: connection.to_owned(), user: user.to_owned() });
+    pub fn mark(&self, user: &Arc<str>, connection: Uuid) {
+        self.0.lock().insert(connection, user.clone());
+        let _ = self.0.changes.send(Change::Mark { connection, user: user.clone() });
     }
 
     /// Takes `connection`'s mark away (within moments).
-    pub fn unmark(&self, user: &str, connection: &str) {
-        self.local.lock().unwrap_or_else(|p| p.into_inner()).remove(connection);
-        let _ = self.changes.send(Change::Unmark { connection: connection.to_owned(), user: user.to_owned() });
+    pub fn unmark(&self, user: &Arc<str>, connection: Uuid) {
+        self.0.lock().remove(&connection);
+        let _ = self.0.changes.send(Change::Unmark { connection, user: user.clone() });
     }
 
     /// Whether each of `users` is online now.
     pub async fn of(&self, users: &[String]) -> Result<BTreeMap<String, bool>, redis::RedisError> {
         let mut pipe = redis::pipe();
         for u in users {
-            pipe.cmd("HVALS").arg(self.marks.key(u));
+            pipe.cmd("HVALS").arg(self.0.marks.key(u));
         }
-        let mut conn = self.marks.redis.clone();
+        let mut conn = self.0.marks.redis.clone();
         let marks: Vec<Vec<i64>> = pipe.query_async(&mut conn).await?;
         let now = now_ms();
         Ok(users.iter().cloned().zip(marks.iter().map(|m| online(m, now))).collect())
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Arc<str>>> {
+        self.local.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -152,7 +161,11 @@ async fn write_changes(marks: Marks, mut queued: mpsc::UnboundedReceiver<Change>
             match change {
                 Change::Mark { connection, user } => marks.mark_into(&mut pipe, &user, &connection, until),
                 Change::Unmark { connection, user } => {
-                    pipe.cmd("HDEL").arg(marks.key(&user)).arg(connection).ignore();
+                    let mut field = Uuid::encode_buffer();
+                    pipe.cmd("HDEL")
+                        .arg(marks.key(&user))
+                        .arg(&*connection.hyphenated().encode_lower(&mut field))
+                        .ignore();
                 }
             }
         }

@@ -32,15 +32,15 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// Redis key and channel names under one prefix.
+/// Redis key and channel names under one prefix (shared: every socket's session has a copy).
 #[derive(Debug, Clone)]
 pub struct Keys {
-    prefix: String,
+    prefix: std::sync::Arc<str>,
 }
 
 impl Keys {
     pub fn new(prefix: impl Into<String>) -> Self {
-        Self { prefix: prefix.into() }
+        Self { prefix: prefix.into().into() }
     }
     pub fn user_stream(&self, user: &str) -> String {
         format!("{}:rt:stream:{user}", self.prefix)

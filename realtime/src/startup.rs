@@ -32,6 +32,22 @@ struct AppState {
     keys: Keys,
     config: Arc<RealtimeConfig>,
     presence: Presence,
+    epoch: SharedEpoch,
+}
+
+/// The stream epoch the last socket opened with, so that the process's sessions share one
+/// copy rather than one each (it changes only when Redis lost its data).
+#[derive(Clone, Debug, Default)]
+struct SharedEpoch(Arc<std::sync::Mutex<Option<Arc<str>>>>);
+
+impl SharedEpoch {
+    fn share(&self, epoch: String) -> Arc<str> {
+        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match &*last {
+            Some(known) if **known == *epoch => known.clone(),
+            _ => last.insert(Arc::from(epoch)).clone(),
+        }
+    }
 }
 
 impl axum::extract::FromRef<AppState> for JwtKeys {
@@ -98,6 +114,7 @@ impl Application {
             redis,
             keys,
             config: Arc::new(config.clone()),
+            epoch: SharedEpoch::default(),
         };
         let api =
             HttpRouter::new().route("/v1/stream", get(stream)).route("/v1/presence", get(presence)).with_state(state);
@@ -171,10 +188,9 @@ async fn stream(
             .max_frame_size(MAX_CLIENT_MESSAGE),
         Err(e) => return ApiError::BadRequest(e.body_text()).into_response(),
     };
-    let user = user.to_string();
+    let user: Arc<str> = user.to_string().into();
     let member = match app.hub.join(
-        &user,
-        app.keys.user_channel(&user),
+        &app.keys.user_channel(&user),
         app.config.connection_queue,
         app.config.max_connections_per_user,
     ) {
@@ -189,12 +205,12 @@ async fn stream(
         Err(e) => return ApiError::unavailable("redis", e).into_response(),
     };
     let session = Session {
-        connection_id: uuid::Uuid::now_v7().to_string(),
-        stream_pos: connection::stream_pos(&epoch, &last),
-        epoch,
+        connection_id: uuid::Uuid::now_v7(),
+        epoch: app.epoch.share(epoch),
+        head: connection::stream_id(&last).unwrap_or((0, 0)),
         keys: app.keys.clone(),
         heartbeat: app.config.heartbeat,
-        user: user.clone(),
+        user,
         redis: app.redis.clone(),
     };
     // The closure and the socket's future are kept for the socket's whole life: they hold
@@ -218,9 +234,9 @@ async fn open(mut open: Box<Open>) {
     let Open { conn, presence } = &mut *open;
     // Renewed by the process while the socket is open; Redis being away only makes the user
     // look offline.
-    presence.mark(&conn.session.user, &conn.session.connection_id);
+    presence.mark(&conn.session.user, conn.session.connection_id);
     connection::serve(conn).await;
-    presence.unmark(&conn.session.user, &conn.session.connection_id);
+    presence.unmark(&conn.session.user, conn.session.connection_id);
     metrics::gauge!(names::CONNECTIONS_OPEN).decrement(1.0);
 }
 
