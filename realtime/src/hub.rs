@@ -153,10 +153,9 @@ impl Registry {
             return Some(name);
         }
         let name: Arc<str> = Arc::from(channel);
-        // Most channels have one socket here: room for one, not Vec's first four.
-        let mut subs = Vec::with_capacity(1);
-        subs.push(sub);
-        self.channels.insert(name.clone(), subs);
+        // Most channels have one socket here: `vec!` makes room for exactly one, where a first
+        // `push` would make room for four.
+        self.channels.insert(name.clone(), vec![sub]);
         let _ = commands.send(Command::Subscribe(name.clone()));
         Some(name)
     }
