@@ -80,10 +80,18 @@ where
     // signals, the socket not split in two (its halves would share it behind a lock), and
     // each write's future boxed (a future is as large as its largest await).
     let Connection { socket: tx, member, session } = conn;
+    // The newest user-stream entry written to this socket: live and replayed frames meet
+    // here, so none is sent twice and none goes out of order.
+    let mut sent_max: Option<(u64, u64)> = None;
+    let start = session.head;
+    // Where the socket's stream stands: the newest entry written (or the head at `ready`).
+    let reached = |sent_max: Option<(u64, u64)>| {
+        let (ms, seq) = sent_max.unwrap_or(start);
+        format!("{ms}-{seq}")
+    };
     let ready = {
         let mut id = Uuid::encode_buffer();
-        let (ms, seq) = session.head;
-        let pos = stream_pos(&session.epoch, &format!("{ms}-{seq}"));
+        let pos = stream_pos(&session.epoch, &reached(None));
         ServerFrame::Ready { connection_id: session.connection_id.hyphenated().encode_lower(&mut id), stream_pos: &pos }
             .to_text()
     };
@@ -92,10 +100,6 @@ where
     }
     let mailbox = member.mailbox.clone();
     let user_channel = member.user_channel().clone();
-    // The newest user-stream entry written to this socket: live and replayed frames meet
-    // here, so none is sent twice and none goes out of order.
-    let mut sent_max: Option<(u64, u64)> = None;
-    let start = session.head;
     let mut live = false;
     let now = tokio::time::Instant::now();
     let live_at = now + RESUME_WINDOW;
@@ -106,11 +110,6 @@ where
     let next_deadline = |live: bool, ping_at, catch_up_at: Option<tokio::time::Instant>| {
         let next = if live { ping_at } else { live_at.min(ping_at) };
         catch_up_at.map_or(next, |at| next.min(at))
-    };
-    // Where the socket's stream stands: the newest entry written (or the head at `ready`).
-    let reached = |sent_max: Option<(u64, u64)>| {
-        let (ms, seq) = sent_max.unwrap_or(start);
-        format!("{ms}-{seq}")
     };
     let timer = tokio::time::sleep_until(next_deadline(live, ping_at, catch_up_at));
     tokio::pin!(timer);

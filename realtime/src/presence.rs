@@ -61,7 +61,7 @@ impl Marks {
     fn mark_into(&self, pipe: &mut redis::Pipeline, user: &str, connection: &Uuid, until: i64) {
         let key = self.key(user);
         let mut field = Uuid::encode_buffer();
-        pipe.cmd("HSET").arg(&key).arg(&*connection.hyphenated().encode_lower(&mut field)).arg(until).ignore();
+        pipe.cmd("HSET").arg(&key).arg(field_of(connection, &mut field)).arg(until).ignore();
         pipe.cmd("PEXPIRE").arg(&key).arg(self.ttl.as_millis() as u64).ignore();
     }
 
@@ -162,10 +162,7 @@ async fn write_changes(marks: Marks, mut queued: mpsc::UnboundedReceiver<Change>
                 Change::Mark { connection, user } => marks.mark_into(&mut pipe, &user, &connection, until),
                 Change::Unmark { connection, user } => {
                     let mut field = Uuid::encode_buffer();
-                    pipe.cmd("HDEL")
-                        .arg(marks.key(&user))
-                        .arg(&*connection.hyphenated().encode_lower(&mut field))
-                        .ignore();
+                    pipe.cmd("HDEL").arg(marks.key(&user)).arg(field_of(&connection, &mut field)).ignore();
                 }
             }
         }
@@ -175,6 +172,12 @@ async fn write_changes(marks: Marks, mut queued: mpsc::UnboundedReceiver<Change>
             tracing::debug!(error = %e, "writing presence changes failed");
         }
     }
+}
+
+/// A connection's field in its user's presence hash: the id's hyphenated text, written into
+/// `buf` (no allocation per mark).
+fn field_of<'b>(connection: &Uuid, buf: &'b mut [u8]) -> &'b str {
+    connection.hyphenated().encode_lower(buf)
 }
 
 /// Whether any mark (lapse time, ms) is still good at `now`.
