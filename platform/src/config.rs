@@ -114,6 +114,7 @@ pub const KNOWN_COMMON: &[&str] = &[
     "AGORA_MONGO_MAX_POOL",
     "AGORA_MONGO_MIN_POOL",
     "AGORA_MONGO_TIMEOUT_MS",
+    "AGORA_MONGO_WAIT_MS",
     "AGORA_CORS_ORIGINS",
     "AGORA_RATE_LIMIT_REDIS_DOWN",
     // Read by the service binaries and scripts, listed so they are not reported as typos.
@@ -152,6 +153,9 @@ pub struct CommonConfig {
     pub mongo_max_pool: u32,
     pub mongo_min_pool: u32,
     pub mongo_timeout: Duration,
+    /// How long an operation waits for a turn at the MongoDB pool before it is refused
+    /// (`AGORA_MONGO_WAIT_MS`, default 2000); see `crate::mongo::Gate`.
+    pub mongo_wait: Duration,
     pub redis_url: String,
     pub topic_prefix: String,
     pub redis_prefix: String,
@@ -179,6 +183,7 @@ impl CommonConfig {
             mongo_max_pool: env.parse("AGORA_MONGO_MAX_POOL", 50)?,
             mongo_min_pool: env.parse("AGORA_MONGO_MIN_POOL", 5)?,
             mongo_timeout: env.millis("AGORA_MONGO_TIMEOUT_MS", 5000)?,
+            mongo_wait: env.millis("AGORA_MONGO_WAIT_MS", 2000)?,
             redis_url: env.string("AGORA_REDIS_URL", "redis://127.0.0.1:6379"),
             topic_prefix: env.string("AGORA_TOPIC_PREFIX", "agora"),
             redis_prefix: env.string("AGORA_REDIS_PREFIX", "agora"),

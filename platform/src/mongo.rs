@@ -2,9 +2,15 @@
 
 use crate::config::CommonConfig;
 use crate::health::Probe;
+use crate::http::ApiError;
 use mongodb::bson::doc;
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 /// Connects lazily: the driver dials on first use, so a service starts while MongoDB is down
 /// and reports it through `/ready`.
@@ -17,6 +23,83 @@ pub async fn connect(config: &CommonConfig, db_name: &str) -> Result<Database, m
     options.app_name.get_or_insert_with(|| "agora".to_owned());
     let client = Client::with_options(options)?;
     Ok(client.database(db_name))
+}
+
+/// Turns at the MongoDB pool: at most a few operations fewer than the pool has connections run
+/// at once, one that waits longer than `AGORA_MONGO_WAIT_MS` for a turn is refused, and one
+/// that has its turn runs to the end even if its caller is gone.
+///
+/// Why: the driver (3.x) keeps a connection request in its pool's wait queue after the future
+/// that made it was dropped, and its pool worker serves that queue one request per wake-up;
+/// a command dropped halfway also costs its connection. A burst of requests abandoned by
+/// their clients thus left tens of thousands of dead requests ahead of every new one, drained
+/// at about two a second (the idle worker wakes every 500 ms): the service stayed unready for
+/// hours after the load was gone. Here a caller that gives up leaves only the semaphore's
+/// queue (which forgets a dropped waiter), never the driver's: with fewer turns than
+/// connections the driver's queue stays short, and under overload a request is answered 503
+/// after the wait instead of queuing without bound. The connections left over serve the
+/// readiness probe and background reads, which do not take turns.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    turns: Arc<Semaphore>,
+    wait: Duration,
+}
+
+/// Why a gated operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error("no turn at the MongoDB pool within {0:?}")]
+    Busy(Duration),
+    #[error(transparent)]
+    Store(#[from] mongodb::error::Error),
+    #[error("the MongoDB operation's task failed: {0}")]
+    Lost(String),
+}
+
+impl Gate {
+    /// Turns for a pool of `AGORA_MONGO_MAX_POOL` connections: a tenth of them (at least one)
+    /// stays free for what does not take turns.
+    pub fn for_pool(config: &CommonConfig) -> Self {
+        let pool = config.mongo_max_pool as usize;
+        Self::new(Self::turns_for(pool), config.mongo_wait)
+    }
+
+    pub fn new(turns: usize, wait: Duration) -> Self {
+        Self { turns: Arc::new(Semaphore::new(turns.max(1))), wait }
+    }
+
+    /// The turns a pool of `pool` connections gives: all but a tenth, at least one.
+    pub fn turns_for(pool: usize) -> usize {
+        pool.saturating_sub((pool / 10).max(1)).max(1)
+    }
+
+    /// Runs `op` once a turn is free, within the wait, on a task of its own that holds the
+    /// turn until `op` ends. `op` is lazy, as futures are: nothing reaches the driver before
+    /// the turn. Dropping the returned future before the turn comes gives up the place in
+    /// line; after, `op` still runs to the end (it is bounded by the driver's timeouts).
+    pub async fn run<T: Send + 'static>(
+        &self,
+        op: impl Future<Output = mongodb::error::Result<T>> + Send + 'static,
+    ) -> Result<T, GateError> {
+        let Ok(Ok(turn)) = tokio::time::timeout(self.wait, self.turns.clone().acquire_owned()).await else {
+            metrics::counter!(crate::telemetry::names::MONGO_BUSY).increment(1);
+            return Err(GateError::Busy(self.wait));
+        };
+        let task = tokio::spawn(
+            async move {
+                let _turn = turn;
+                op.await
+            }
+            .in_current_span(),
+        );
+        task.await.map_err(|e| GateError::Lost(e.to_string()))?.map_err(GateError::Store)
+    }
+}
+
+impl From<GateError> for ApiError {
+    fn from(e: GateError) -> Self {
+        ApiError::unavailable("mongodb", e)
+    }
 }
 
 /// A readiness probe: a `ping` round trip on every call.
@@ -48,5 +131,95 @@ pub fn only_duplicate_keys(e: &mongodb::error::Error) -> bool {
                 && m.write_errors.as_ref().is_some_and(|w| !w.is_empty() && w.iter().all(|w| w.code == 11000))
         }
         _ => is_duplicate_key(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenth_of_the_pool_stays_free_of_turns() {
+        assert_eq!(Gate::turns_for(50), 45);
+        assert_eq!(Gate::turns_for(10), 9);
+        assert_eq!(Gate::turns_for(5), 4);
+        assert_eq!(Gate::turns_for(1), 1);
+        assert_eq!(Gate::turns_for(0), 1);
+    }
+
+    #[tokio::test]
+    async fn an_operation_waits_for_a_turn_and_is_refused_after_the_wait() {
+        let gate = Gate::new(1, Duration::from_millis(50));
+        let turn = gate.turns.clone().acquire_owned().await.ok();
+        // The one turn is taken: the next operation is refused after the wait, and never runs.
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = ran.clone();
+        let refused = gate
+            .run(async move {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(2)
+            })
+            .await;
+        assert!(matches!(refused, Err(GateError::Busy(_))), "{refused:?}");
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+        // One waiting when the turn comes back is served.
+        let waiting = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.run(async { Ok(3) }).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        drop(turn);
+        assert_eq!(waiting.await.ok().and_then(|r| r.ok()), Some(3));
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_waiter_gives_up_its_place() {
+        let gate = Gate::new(1, Duration::from_secs(5));
+        let turn = gate.turns.clone().acquire_owned().await.ok();
+        // Waiters dropped before their turn came, as when clients give up on a request.
+        for _ in 0..300 {
+            let waiting = gate.run(async { Ok(()) });
+            assert!(tokio::time::timeout(Duration::from_millis(1), waiting).await.is_err());
+        }
+        drop(turn);
+        // The next one is served at once, not after three hundred dead waiters.
+        let next = tokio::time::timeout(Duration::from_millis(100), gate.run(async { Ok(4) })).await;
+        assert_eq!(next.ok().and_then(|r| r.ok()), Some(4));
+    }
+
+    #[tokio::test]
+    async fn an_operation_with_its_turn_runs_to_the_end_after_its_caller_gave_up() {
+        let gate = Gate::new(1, Duration::from_secs(5));
+        let (finish, finished) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, done) = tokio::sync::oneshot::channel::<()>();
+        let started = Arc::new(tokio::sync::Notify::new());
+        let begun = started.clone();
+        let caller = gate.run(async move {
+            begun.notify_one();
+            let _ = finished.await;
+            let _ = done_tx.send(());
+            Ok(())
+        });
+        // The caller gives up once the operation has started.
+        tokio::select! {
+            _ = caller => panic!("the operation cannot end before it is told to"),
+            () = started.notified() => {}
+        }
+        // The operation holds its turn until it ends: the next one waits.
+        let next = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.run(async { Ok(5) }).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!next.is_finished(), "the turn was given back before the operation ended");
+        let _ = finish.send(());
+        assert!(done.await.is_ok(), "the abandoned operation did not run to its end");
+        assert_eq!(next.await.ok().and_then(|r| r.ok()), Some(5));
+    }
+
+    #[test]
+    fn a_refusal_is_a_503_naming_mongodb() {
+        let e: ApiError = GateError::Busy(Duration::from_secs(2)).into();
+        assert!(matches!(e, ApiError::Unavailable { dependency: "mongodb", .. }), "{e:?}");
     }
 }

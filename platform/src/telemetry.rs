@@ -64,6 +64,9 @@ pub mod names {
     pub const RATE_LIMITED: &str = "agora_rate_limited_total";
     /// Counter, label `class`: rate-limit checks skipped because Redis did not answer.
     pub const RATE_LIMIT_REDIS_ERRORS: &str = "agora_rate_limit_redis_errors_total";
+    /// Counter: MongoDB operations refused because no turn at the pool came within
+    /// `AGORA_MONGO_WAIT_MS` (answered 503).
+    pub const MONGO_BUSY: &str = "agora_mongo_busy_total";
     /// Histogram, seconds, label `route`: HTTP request latency.
     pub const HTTP_SECONDS: &str = "agora_http_request_seconds";
 }

@@ -38,10 +38,10 @@ fn malformed() -> ApiError {
 }
 
 /// Whether every position of `token` is applied.
-async fn reached(app: &AppState, token: &ConsistencyToken) -> Result<bool, mongodb::error::Error> {
-    let positions = app.coll(Coll::Positions);
+async fn reached(app: &AppState, token: &ConsistencyToken) -> Result<bool, ApiError> {
     for Position { topic, partition, offset } in token.positions() {
-        let applied = positions.find_one(doc! {"_id": position_id(&topic, partition)}).await?;
+        let filter = doc! {"_id": position_id(&topic, partition)};
+        let applied = app.store(Coll::Positions, |c| async move { c.find_one(filter).await }).await?;
         let at = applied.and_then(|d| d.get_i64("offset").ok().or_else(|| d.get_i32("offset").ok().map(i64::from)));
         if at.is_none_or(|at| at < offset) {
             return Ok(false);

@@ -4,14 +4,16 @@ use crate::config::QueryConfig;
 use crate::limits::{self, Limits};
 use crate::routes;
 use agora_platform::auth::JwtKeys;
+use agora_platform::http::ApiError;
 use agora_platform::ratelimit::RateLimiter;
 use agora_platform::{health, http, mongo, redis, telemetry};
 use agora_projector::readmodel::Coll;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::FromRef;
-use mongodb::Collection;
+use futures::TryStreamExt;
 use mongodb::bson::Document;
+use mongodb::{Collection, Cursor};
 use std::future::Future;
 
 #[derive(Debug, Clone)]
@@ -27,11 +29,37 @@ pub struct AppState {
     /// Shared, as the state is cloned for every request.
     pub limiter: std::sync::Arc<RateLimiter>,
     pub limits: Limits,
+    /// Every MongoDB read of a query takes a turn here (`agora_platform::mongo::Gate`).
+    pub gate: mongo::Gate,
 }
 
 impl AppState {
     pub fn coll(&self, coll: Coll) -> Collection<Document> {
         self.db.get().collection(coll.name())
+    }
+
+    /// Runs a MongoDB operation on `coll` in a turn of the gate (`agora_platform::mongo::Gate`:
+    /// once started, it runs to the end even if the client goes away); a refused turn or a
+    /// failed operation is a 503.
+    pub async fn store<T, Op>(&self, coll: Coll, op: impl FnOnce(Collection<Document>) -> Op) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        Op: Future<Output = mongodb::error::Result<T>> + Send + 'static,
+    {
+        Ok(self.gate.run(op(self.coll(coll))).await?)
+    }
+
+    /// Every document a find on `coll` yields, read in one turn (the cursor's batches included).
+    pub async fn find_all<Op>(
+        &self,
+        coll: Coll,
+        find: impl FnOnce(Collection<Document>) -> Op,
+    ) -> Result<Vec<Document>, ApiError>
+    where
+        Op: Future<Output = mongodb::error::Result<Cursor<Document>>> + Send + 'static,
+    {
+        let find = find(self.coll(coll));
+        self.store(coll, |_| async move { find.await?.try_collect().await }).await
     }
 }
 
@@ -63,6 +91,7 @@ impl Application {
                 common.rate_limit_redis_down,
             )),
             limits: config.limits,
+            gate: mongo::Gate::for_pool(common),
         };
         // Reads never touch Kafka, so Kafka is not a readiness dependency of this service.
         let probes = vec![mongo::probe(db), redis::probe(redis_conn)];

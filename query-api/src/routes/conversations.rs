@@ -1,7 +1,7 @@
 //! A user's conversations and their messages (read models: `agora_projector::readmodel::conversations`).
 
+use super::params;
 use super::users::user_refs;
-use super::{params, store_error};
 use crate::cursor;
 use crate::startup::AppState;
 use crate::views::{Page, UserRef, rfc3339};
@@ -14,7 +14,6 @@ use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
-use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -83,15 +82,7 @@ async fn find(
     sort: Document,
     limit: i64,
 ) -> Result<Vec<Document>, ApiError> {
-    app.coll(coll)
-        .find(filter)
-        .sort(sort)
-        .limit(limit)
-        .await
-        .map_err(store_error)?
-        .try_collect()
-        .await
-        .map_err(store_error)
+    app.find_all(coll, |c| async move { c.find(filter).sort(sort).limit(limit).await }).await
 }
 
 /// The caller's conversations, latest message first. The order and the cursor are the last
@@ -168,11 +159,8 @@ pub async fn messages(
     let limit = page_limit(&q)?;
     let conversation: ConversationId = conversation_id.parse().map_err(|_| ApiError::NotFound)?;
     let conversation = conversation.to_string();
-    let member = app
-        .coll(Coll::ConversationMembers)
-        .find_one(doc! {"_id": member_id(&me.to_string(), &conversation)})
-        .await
-        .map_err(store_error)?;
+    let member_filter = doc! {"_id": member_id(&me.to_string(), &conversation)};
+    let member = app.store(Coll::ConversationMembers, |c| async move { c.find_one(member_filter).await }).await?;
     // A member document is one once a message wrote it (a store may seed an empty one first).
     if member.is_none_or(|d| d.get_str("user_id").is_err()) {
         return Err(ApiError::NotFound);

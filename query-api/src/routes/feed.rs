@@ -12,7 +12,7 @@
 
 use super::posts::{CachedPost, cached_post};
 use super::users::{likes, user_refs};
-use super::{paging, params, store_error};
+use super::{paging, params};
 use crate::cache::read_through;
 use crate::cursor;
 use crate::startup::AppState;
@@ -26,7 +26,6 @@ use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::routing::get;
-use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -141,16 +140,8 @@ async fn entries(app: &AppState, reader: &str, after: Option<&str>, n: i64) -> R
     if let Some(after) = after {
         filter.insert("post_id", doc! {"$lt": after});
     }
-    let docs: Vec<Document> = app
-        .coll(Coll::Feeds)
-        .find(filter)
-        .sort(doc! {"post_id": -1})
-        .limit(n)
-        .await
-        .map_err(store_error)?
-        .try_collect()
-        .await
-        .map_err(store_error)?;
+    let docs: Vec<Document> =
+        app.find_all(Coll::Feeds, |c| async move { c.find(filter).sort(doc! {"post_id": -1}).limit(n).await }).await?;
     Ok(docs
         .iter()
         .filter_map(|d| Some((d.get_str("post_id").ok()?.to_owned(), d.get_str("author_id").ok()?.to_owned())))
@@ -172,16 +163,10 @@ async fn pulled_posts(
             filter.insert("_id", doc! {"$lt": after});
         }
         let docs: Vec<Document> = app
-            .coll(Coll::Posts)
-            .find(filter)
-            .sort(doc! {"_id": -1})
-            .limit(n)
-            .projection(doc! {"_id": 1})
-            .await
-            .map_err(store_error)?
-            .try_collect()
-            .await
-            .map_err(store_error)?;
+            .find_all(Coll::Posts, |c| async move {
+                c.find(filter).sort(doc! {"_id": -1}).limit(n).projection(doc! {"_id": 1}).await
+            })
+            .await?;
         Ok::<_, ApiError>(
             docs.iter().filter_map(|d| Some((d.get_str("_id").ok()?.to_owned(), author.clone()))).collect::<Vec<_>>(),
         )
@@ -196,15 +181,10 @@ async fn followed_pull_authors(app: &AppState, me: UserId) -> Result<Vec<String>
     if all.is_empty() {
         return Ok(Vec::new());
     }
+    let filter = doc! {"follower_id": me.to_string(), "active": true, "followee_id": {"$in": all.as_slice()}};
     let docs: Vec<Document> = app
-        .coll(Coll::Follows)
-        .find(doc! {"follower_id": me.to_string(), "active": true, "followee_id": {"$in": all.as_slice()}})
-        .projection(doc! {"followee_id": 1})
-        .await
-        .map_err(store_error)?
-        .try_collect()
-        .await
-        .map_err(store_error)?;
+        .find_all(Coll::Follows, |c| async move { c.find(filter).projection(doc! {"followee_id": 1}).await })
+        .await?;
     Ok(docs.iter().filter_map(|d| d.get_str("followee_id").ok().map(str::to_owned)).collect())
 }
 
@@ -224,14 +204,7 @@ async fn pull_authors(app: &AppState) -> Result<Arc<Vec<String>>, ApiError> {
     {
         return Ok(ids.clone());
     }
-    let docs: Vec<Document> = app
-        .coll(Coll::PullAuthors)
-        .find(doc! {})
-        .await
-        .map_err(store_error)?
-        .try_collect()
-        .await
-        .map_err(store_error)?;
+    let docs: Vec<Document> = app.find_all(Coll::PullAuthors, |c| async move { c.find(doc! {}).await }).await?;
     let ids = Arc::new(docs.iter().filter_map(|d| d.get_str("_id").ok().map(str::to_owned)).collect::<Vec<_>>());
     if let Ok(mut copies) = COPIES.lock() {
         copies.insert(db, (Instant::now(), ids.clone()));
@@ -280,17 +253,16 @@ pub async fn suggested(
     // One query per followee (FerretDB cannot push `$in` down, and would read every edge).
     let app_ref = &app;
     let lists = futures::future::try_join_all(mine.iter().map(|followee| async move {
+        let filter = doc! {"follower_id": followee, "active": true};
         let docs: Vec<Document> = app_ref
-            .coll(Coll::Follows)
-            .find(doc! {"follower_id": followee, "active": true})
-            .sort(doc! {"seq": -1})
-            .limit(SUGGEST_EDGES_EACH)
-            .projection(doc! {"followee_id": 1})
-            .await
-            .map_err(store_error)?
-            .try_collect()
-            .await
-            .map_err(store_error)?;
+            .find_all(Coll::Follows, |c| async move {
+                c.find(filter)
+                    .sort(doc! {"seq": -1})
+                    .limit(SUGGEST_EDGES_EACH)
+                    .projection(doc! {"followee_id": 1})
+                    .await
+            })
+            .await?;
         Ok::<_, ApiError>(docs)
     }))
     .await?;
@@ -321,24 +293,22 @@ pub async fn suggested(
 }
 
 async fn following(app: &AppState, me: UserId) -> Result<Vec<String>, ApiError> {
+    let filter = doc! {"follower_id": me.to_string(), "active": true};
     let docs: Vec<Document> = app
-        .coll(Coll::Follows)
-        .find(doc! {"follower_id": me.to_string(), "active": true})
-        .sort(doc! {"seq": -1})
-        .limit(SUGGEST_FOLLOWEES)
-        .projection(doc! {"followee_id": 1})
-        .await
-        .map_err(store_error)?
-        .try_collect()
-        .await
-        .map_err(store_error)?;
+        .find_all(Coll::Follows, |c| async move {
+            c.find(filter).sort(doc! {"seq": -1}).limit(SUGGEST_FOLLOWEES).projection(doc! {"followee_id": 1}).await
+        })
+        .await?;
     Ok(docs.iter().filter_map(|d| d.get_str("followee_id").ok().map(str::to_owned)).collect())
 }
 
 async fn already_follows(app: &AppState, me: UserId, user: &str) -> Result<bool, ApiError> {
     let Ok(id) = user.parse::<UserId>() else { return Ok(true) };
     let edge = FollowId::of(me, id).to_string();
-    Ok(app.coll(Coll::Follows).find_one(doc! {"_id": edge, "active": true}).await.map_err(store_error)?.is_some())
+    Ok(app
+        .store(Coll::Follows, |c| async move { c.find_one(doc! {"_id": edge, "active": true}).await })
+        .await?
+        .is_some())
 }
 
 /// Candidates with how many of `mine` follow them, best first (ties by id); neither `me`

@@ -6,7 +6,7 @@
 //! it is also the page cursor), then each game is looked up by `_id`.
 
 use super::users::user_refs;
-use super::{find_page, params, store_error};
+use super::{find_page, params};
 use crate::cursor;
 use crate::startup::AppState;
 use crate::views::{self, Page, UserRef};
@@ -129,7 +129,7 @@ pub async fn game(
     Path(game_id): Path<String>,
 ) -> Result<ApiJson<Game>, ApiError> {
     let game: GameId = game_id.parse().map_err(|_| ApiError::NotFound)?;
-    let d = app.coll(Coll::Games).find_one(doc! {"_id": game.to_string()}).await.map_err(store_error)?;
+    let d = app.store(Coll::Games, |c| async move { c.find_one(doc! {"_id": game.to_string()}).await }).await?;
     let d = d.ok_or(ApiError::NotFound)?;
     views_of(&app, std::slice::from_ref(&d)).await?.pop().map(ApiJson).ok_or(ApiError::NotFound)
 }
@@ -170,7 +170,7 @@ pub async fn user_games(
     }
     let entries = find_page(&app, Coll::UserGames, filter, "game_id", -1, limit);
     let registered = async {
-        let d = app.coll(Coll::Users).find_one(doc! {"_id": user.to_string()}).await.map_err(store_error)?;
+        let d = app.store(Coll::Users, |c| async move { c.find_one(doc! {"_id": user.to_string()}).await }).await?;
         Ok::<_, ApiError>(d.is_some_and(|d| views::is_registered(&d)))
     };
     let (entries, registered) = futures::try_join!(entries, registered)?;
@@ -180,10 +180,11 @@ pub async fn user_games(
     let more = entries.len() as i64 > limit;
     let page: Vec<&str> = entries.iter().take(limit as usize).filter_map(|d| d.get_str("game_id").ok()).collect();
     // One `_id` lookup per game, concurrently: FerretDB pushes `_id` equality down, not `$in`.
-    let games = app.coll(Coll::Games);
-    let found = futures::future::try_join_all(page.iter().map(|id| games.find_one(doc! {"_id": *id}).into_future()))
-        .await
-        .map_err(store_error)?;
+    let found = futures::future::try_join_all(page.iter().map(|id| {
+        let filter = doc! {"_id": *id};
+        app.store(Coll::Games, |c| async move { c.find_one(filter).await })
+    }))
+    .await?;
     let docs: Vec<Document> = found.into_iter().flatten().collect();
     let items = views_of(&app, &docs).await?;
     let next_cursor = if more { page.last().map(|id| cursor::encode(id)) } else { None };

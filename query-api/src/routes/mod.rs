@@ -14,7 +14,6 @@ use agora_platform::http::openapi::problem_responses;
 use agora_projector::readmodel::Coll;
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
-use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use std::collections::HashMap;
 
@@ -89,10 +88,6 @@ pub fn params(q: Result<Query<HashMap<String, String>>, QueryRejection>) -> Resu
     q.map(|Query(m)| m).map_err(|e| ApiError::BadRequest(e.body_text()))
 }
 
-pub fn store_error(e: mongodb::error::Error) -> ApiError {
-    ApiError::unavailable("mongodb", e)
-}
-
 /// The page size and the key to start after, from `limit` and `cursor`.
 pub fn paging(q: &HashMap<String, String>) -> Result<(i64, Option<String>), ApiError> {
     let limit = cursor::limit(q.get("limit").map(String::as_str)).map_err(|m| ApiError::invalid_field("limit", m))?;
@@ -111,13 +106,6 @@ pub async fn find_page(
     direction: i32,
     limit: i64,
 ) -> Result<Vec<Document>, ApiError> {
-    app.coll(coll)
-        .find(filter)
-        .sort(doc! {key: direction})
-        .limit(limit + 1)
-        .await
-        .map_err(store_error)?
-        .try_collect()
-        .await
-        .map_err(store_error)
+    let sort = doc! {key: direction};
+    app.find_all(coll, |c| async move { c.find(filter).sort(sort).limit(limit + 1).await }).await
 }

@@ -7,7 +7,7 @@
 //! `seq` from below, which leaves them out.
 
 use super::users::user_refs;
-use super::{find_page, params, store_error};
+use super::{find_page, params};
 use crate::cache::read_through;
 use crate::cursor;
 use crate::startup::AppState;
@@ -71,15 +71,15 @@ pub struct UnreadParam {
 /// the notification it was marked up to (theirs only: a mark naming someone else's marks nothing).
 async fn mark_of(app: &AppState, me: UserId) -> Result<Option<String>, ApiError> {
     let me = me.to_string();
-    let inbox = app.coll(Coll::Inboxes).find_one(doc! {"_id": &me}).await.map_err(store_error)?;
+    let filter = doc! {"_id": &me};
+    let inbox = app.store(Coll::Inboxes, |c| async move { c.find_one(filter).await }).await?;
     let me = &me;
     let resolved =
         futures::future::try_join_all(partial_marks(inbox.as_ref()).into_iter().map(|(made, up_to)| async move {
+            let filter = doc! {"_id": up_to, "user_id": me};
             let seq = app
-                .coll(Coll::Notifications)
-                .find_one(doc! {"_id": up_to, "user_id": me})
-                .await
-                .map_err(store_error)?
+                .store(Coll::Notifications, |c| async move { c.find_one(filter).await })
+                .await?
                 .and_then(|d| d.get_str("seq").ok().map(str::to_owned));
             Ok::<_, ApiError>((made, seq))
         }))
@@ -173,10 +173,10 @@ pub async fn unread_count(
     // Cached: every notification written, every game slot moved and every read mark retires it.
     let count = read_through(&app, CacheKey::new(Kind::Unread, me.to_string()), || async {
         let mark = mark_of(&app, me).await?.unwrap_or_default();
-        app.coll(Coll::Notifications)
-            .count_documents(doc! {"user_id": me.to_string(), "seq": {"$gt": mark}})
-            .await
-            .map_err(store_error)
+        app.store(Coll::Notifications, |c| async move {
+            c.count_documents(doc! {"user_id": me.to_string(), "seq": {"$gt": mark}}).await
+        })
+        .await
     })
     .await?;
     Ok(ApiJson(UnreadCount { count }))

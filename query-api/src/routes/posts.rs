@@ -1,7 +1,7 @@
 //! A post, its comments, and follower lists.
 
 use super::users::{like_count, likes, profile, user_refs};
-use super::{find_page, paging, params, store_error};
+use super::{find_page, paging, params};
 use crate::cache::read_through;
 use crate::cursor;
 use crate::startup::AppState;
@@ -43,7 +43,7 @@ pub struct Comment {
 /// A live post's document; 404 for a malformed, unknown or deleted post.
 async fn live_post(app: &AppState, raw: &str) -> Result<Document, ApiError> {
     let post: PostId = raw.parse().map_err(|_| ApiError::NotFound)?;
-    let d = app.coll(Coll::Posts).find_one(doc! {"_id": post.to_string()}).await.map_err(store_error)?;
+    let d = app.store(Coll::Posts, |c| async move { c.find_one(doc! {"_id": post.to_string()}).await }).await?;
     // A comment may be projected before its post (they share a partition, but a rebuild may
     // stop between them): a post is there once it has its text.
     d.filter(|d| d.get_str("text").is_ok() && !d.get_bool("deleted").unwrap_or(false)).ok_or(ApiError::NotFound)

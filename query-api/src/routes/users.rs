@@ -1,6 +1,6 @@
 //! Users and their posts.
 
-use super::{find_page, params, store_error};
+use super::{find_page, params};
 use crate::cache::read_through;
 use crate::cursor;
 use crate::startup::AppState;
@@ -14,7 +14,6 @@ use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
-use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use std::collections::HashMap;
 
@@ -36,16 +35,13 @@ pub async fn profile(app: &AppState, user: UserId) -> Result<Profile, ApiError> 
 /// A registered user's document, with the counts summed from its shards.
 pub async fn user_doc(app: &AppState, user: UserId) -> Result<Document, ApiError> {
     let id = user.to_string();
-    let d = app.coll(Coll::Users).find_one(doc! {"_id": &id}).await.map_err(store_error)?;
+    let filter = doc! {"_id": &id};
+    let d = app.store(Coll::Users, |c| async move { c.find_one(filter).await }).await?;
     let mut d = d.filter(views::is_registered).ok_or(ApiError::NotFound)?;
-    let shards: Vec<Document> = app
-        .coll(Coll::UserCounters)
-        .find(doc! {"owner_id": &id})
-        .await
-        .map_err(store_error)?
-        .try_collect()
-        .await
-        .map_err(store_error)?;
+    let shards: Vec<Document> = {
+        let filter = doc! {"owner_id": &id};
+        app.find_all(Coll::UserCounters, |c| async move { c.find(filter).await }).await?
+    };
     for key in ["followers", "following", "posts"] {
         d.insert(key, views::sum(&shards, key));
     }
@@ -82,7 +78,7 @@ pub async fn by_handle(
     _me: AuthUser,
     Path(handle): Path<String>,
 ) -> Result<ApiJson<Profile>, ApiError> {
-    let h = app.coll(Coll::Handles).find_one(doc! {"_id": &handle}).await.map_err(store_error)?;
+    let h = app.store(Coll::Handles, |c| async move { c.find_one(doc! {"_id": &handle}).await }).await?;
     let user: UserId =
         h.and_then(|d| d.get_str("user_id").ok().and_then(|s| s.parse().ok())).ok_or(ApiError::NotFound)?;
     profile(&app, user).await.map(ApiJson)
@@ -150,14 +146,10 @@ pub async fn user_refs(app: &AppState, ids: &[String]) -> Result<HashMap<String,
 /// A post's likes, summed from its shards.
 pub async fn like_count(app: &AppState, post: &Document) -> Result<i64, ApiError> {
     let id = post.get_str("_id").unwrap_or_default();
-    let shards: Vec<Document> = app
-        .coll(Coll::PostCounters)
-        .find(doc! {"owner_id": id})
-        .await
-        .map_err(store_error)?
-        .try_collect()
-        .await
-        .map_err(store_error)?;
+    let shards: Vec<Document> = {
+        let filter = doc! {"owner_id": id};
+        app.find_all(Coll::PostCounters, |c| async move { c.find(filter).await }).await?
+    };
     Ok(views::sum(&shards, "likes"))
 }
 
@@ -171,6 +163,6 @@ pub async fn liked_by(app: &AppState, post: &Document, me: UserId) -> Result<boo
 /// Whether `me` likes `post` now (the like aggregate's id is derived from both).
 pub async fn likes(app: &AppState, post_id: PostId, me: UserId) -> Result<bool, ApiError> {
     let like = LikeId::of(post_id, me).to_string();
-    let found = app.coll(Coll::Likes).find_one(doc! {"_id": like, "active": true}).await.map_err(store_error)?;
+    let found = app.store(Coll::Likes, |c| async move { c.find_one(doc! {"_id": like, "active": true}).await }).await?;
     Ok(found.is_some())
 }

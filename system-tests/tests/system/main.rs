@@ -16,6 +16,7 @@ mod lag;
 mod limits;
 mod load_run;
 mod load_setup;
+mod overload;
 mod presence;
 mod races;
 mod read_conversations;
