@@ -172,12 +172,22 @@ impl Registry {
     }
 }
 
+/// The process's hub: one pointer, as every socket's membership holds one.
 #[derive(Debug, Clone)]
-pub struct Hub {
+pub struct Hub(Arc<HubShared>);
+
+#[derive(Debug)]
+struct HubShared {
     registry: Arc<Mutex<Registry>>,
     commands: mpsc::UnboundedSender<Command>,
     /// Set once the process shuts down: a socket joining later is told to restart at once.
-    closing: Arc<AtomicBool>,
+    closing: AtomicBool,
+}
+
+impl Hub {
+    fn new(commands: mpsc::UnboundedSender<Command>) -> Self {
+        Self(Arc::new(HubShared { registry: Arc::default(), commands, closing: AtomicBool::new(false) }))
+    }
 }
 
 /// A socket's registration; dropping it removes the socket from every channel.
@@ -200,15 +210,15 @@ impl Hub {
     /// Starts the pub/sub loop for `redis_url`.
     pub fn start(redis_url: String) -> Self {
         let (commands, rx) = mpsc::unbounded_channel();
-        let hub = Self { registry: Arc::default(), commands, closing: Arc::default() };
-        tokio::spawn(pubsub_loop(redis_url, hub.registry.clone(), rx));
+        let hub = Self::new(commands);
+        tokio::spawn(pubsub_loop(redis_url, hub.0.registry.clone(), rx));
         hub
     }
 
     /// Tells every socket, and every one that joins from now on, to close with 1012.
     pub fn restart_all(&self) {
-        let reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
-        self.closing.store(true, Ordering::Release);
+        let reg = self.0.registry.lock().unwrap_or_else(|p| p.into_inner());
+        self.0.closing.store(true, Ordering::Release);
         raise_all(&reg, Mailbox::RESTART);
     }
 
@@ -221,8 +231,8 @@ impl Hub {
         max_per_user: usize,
     ) -> Result<Membership, TooManyConnections> {
         let mailbox = Arc::new(Mailbox::new(queue));
-        let mut reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
-        if self.closing.load(Ordering::Acquire) {
+        let mut reg = self.0.registry.lock().unwrap_or_else(|p| p.into_inner());
+        if self.0.closing.load(Ordering::Acquire) {
             mailbox.raise(Mailbox::RESTART);
         }
         if reg.channels.get(user_channel).map_or(0, Vec::len) >= max_per_user {
@@ -233,7 +243,7 @@ impl Hub {
         // Commands are queued while the registry is locked, so a subscribe and an unsubscribe
         // of one channel reach Redis in the order the registry saw them.
         let sub = Subscriber { id, mailbox: mailbox.clone() };
-        let user_channel = reg.add(user_channel, sub, &self.commands).unwrap_or_else(|| Arc::from(user_channel));
+        let user_channel = reg.add(user_channel, sub, &self.0.commands).unwrap_or_else(|| Arc::from(user_channel));
         drop(reg);
         Ok(Membership { hub: self.clone(), id, mailbox, user_channel, games: Vec::new() })
     }
@@ -248,8 +258,8 @@ impl Membership {
     /// Subscribes the socket to the game channel `channel`.
     pub fn subscribe(&mut self, channel: &str) {
         let sub = Subscriber { id: self.id, mailbox: self.mailbox.clone() };
-        let mut reg = self.hub.registry.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(name) = reg.add(channel, sub, &self.hub.commands) {
+        let mut reg = self.hub.0.registry.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(name) = reg.add(channel, sub, &self.hub.0.commands) {
             self.games.push(name);
         }
     }
@@ -265,19 +275,19 @@ impl Membership {
             return;
         }
         self.games.retain(|c| **c != *channel);
-        let mut reg = self.hub.registry.lock().unwrap_or_else(|p| p.into_inner());
-        reg.remove(channel, self.id, &self.hub.commands);
+        let mut reg = self.hub.0.registry.lock().unwrap_or_else(|p| p.into_inner());
+        reg.remove(channel, self.id, &self.hub.0.commands);
     }
 }
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        let mut reg = self.hub.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let mut reg = self.hub.0.registry.lock().unwrap_or_else(|p| p.into_inner());
         // Only this socket's own channels: a scan of every channel would make each
         // disconnect cost as much as all the process's sockets.
-        reg.remove(&self.user_channel, self.id, &self.hub.commands);
+        reg.remove(&self.user_channel, self.id, &self.hub.0.commands);
         for channel in &self.games {
-            reg.remove(channel, self.id, &self.hub.commands);
+            reg.remove(channel, self.id, &self.hub.0.commands);
         }
     }
 }
@@ -391,7 +401,7 @@ mod tests {
     /// A hub without its pub/sub loop, and what it would have told Redis.
     fn bare_hub() -> (Hub, mpsc::UnboundedReceiver<Command>) {
         let (commands, rx) = mpsc::unbounded_channel();
-        (Hub { registry: Arc::default(), commands, closing: Arc::default() }, rx)
+        (Hub::new(commands), rx)
     }
 
     fn told(rx: &mut mpsc::UnboundedReceiver<Command>) -> Vec<String> {
@@ -412,7 +422,7 @@ mod tests {
         assert!(hub.join("u:b", 4, 2).is_ok(), "another user's socket is not counted against u:a");
         assert_eq!(told(&mut rx), ["+u:a", "+u:b", "-u:b"], "one SUBSCRIBE per channel; u:b's socket dropped at once");
         assert!(Arc::ptr_eq(a.user_channel(), b.user_channel()), "one name for the channel");
-        dispatch(&hub.registry, "u:a", Arc::from("hello"));
+        dispatch(&hub.0.registry, "u:a", Arc::from("hello"));
         assert_eq!(next_frame(&a.mailbox).await.as_deref(), Some("hello"));
         assert_eq!(next_frame(&b.mailbox).await.as_deref(), Some("hello"));
         drop(a);
@@ -433,11 +443,11 @@ mod tests {
         assert_eq!(a.channel_count(), 2, "a second subscribe of the same game is one channel");
         assert_eq!(told(&mut rx), ["+u:a", "+u:b", "+g:1"]);
         a.unsubscribe("g:1");
-        dispatch(&hub.registry, "g:1", Arc::from("move"));
+        dispatch(&hub.0.registry, "g:1", Arc::from("move"));
         assert_eq!(next_frame(&b.mailbox).await.as_deref(), Some("move"));
         assert_eq!(next_frame(&a.mailbox).await, None, "unsubscribed");
         a.unsubscribe(&a.user_channel().clone());
-        dispatch(&hub.registry, "u:a", Arc::from("own"));
+        dispatch(&hub.0.registry, "u:a", Arc::from("own"));
         assert_eq!(next_frame(&a.mailbox).await.as_deref(), Some("own"), "a socket cannot leave its user channel");
         drop(b);
         assert_eq!(told(&mut rx), ["-u:b", "-g:1"]);

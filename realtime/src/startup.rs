@@ -13,12 +13,11 @@ use agora_platform::{health, http, kafka, mongo, redis as redis_client, telemetr
 use agora_projector::generation::ReadDb;
 use anyhow::Context;
 use axum::Router as HttpRouter;
-use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -28,11 +27,10 @@ use tokio::sync::watch;
 struct AppState {
     jwt: JwtKeys,
     hub: Hub,
-    redis: ConnectionManager,
-    keys: Keys,
     config: Arc<RealtimeConfig>,
-    presence: Presence,
     epoch: SharedEpoch,
+    /// The Redis connection, keys and presence, shared with every socket's session.
+    sockets: Arc<connection::Shared>,
 }
 
 /// The stream epoch the last socket opened with, so that the process's sessions share one
@@ -110,11 +108,14 @@ impl Application {
         let state = AppState {
             jwt: JwtKeys::new(&common.jwt_secret, common.token_ttl).context("JWT secret")?,
             hub,
-            presence: Presence::new(redis.clone(), &common.redis_prefix, config.heartbeat),
-            redis,
-            keys,
             config: Arc::new(config.clone()),
             epoch: SharedEpoch::default(),
+            sockets: Arc::new(connection::Shared {
+                presence: Presence::new(redis.clone(), &common.redis_prefix, config.heartbeat),
+                redis,
+                keys,
+                heartbeat: config.heartbeat,
+            }),
         };
         let api =
             HttpRouter::new().route("/v1/stream", get(stream)).route("/v1/presence", get(presence)).with_state(state);
@@ -190,7 +191,7 @@ async fn stream(
     };
     let user: Arc<str> = user.to_string().into();
     let member = match app.hub.join(
-        &app.keys.user_channel(&user),
+        &app.sockets.keys.user_channel(&user),
         app.config.connection_queue,
         app.config.max_connections_per_user,
     ) {
@@ -208,36 +209,16 @@ async fn stream(
         connection_id: uuid::Uuid::now_v7(),
         epoch: app.epoch.share(epoch),
         head: connection::stream_id(&last).unwrap_or((0, 0)),
-        keys: app.keys.clone(),
-        heartbeat: app.config.heartbeat,
         user,
-        redis: app.redis.clone(),
+        shared: app.sockets.clone(),
     };
     // The closure and the socket's future are kept for the socket's whole life: they hold
     // one pointer each (see `connection::Connection`).
-    let accepted = Box::new((member, session, app.presence.clone()));
+    let accepted = Box::new((member, session));
     upgrade.on_upgrade(move |socket| {
-        let (member, session, presence) = *accepted;
-        open(Box::new(Open { conn: connection::Connection { socket, member, session }, presence }))
+        let (member, session) = *accepted;
+        connection::serve(Box::new(connection::Connection { socket, member, session }))
     })
-}
-
-/// An upgraded socket and what it needs, in one allocation.
-#[derive(Debug)]
-struct Open {
-    conn: connection::Connection<WebSocket>,
-    presence: Presence,
-}
-
-async fn open(mut open: Box<Open>) {
-    metrics::gauge!(names::CONNECTIONS_OPEN).increment(1.0);
-    let Open { conn, presence } = &mut *open;
-    // Renewed by the process while the socket is open; Redis being away only makes the user
-    // look offline.
-    presence.mark(&conn.session.user, conn.session.connection_id);
-    connection::serve(conn).await;
-    presence.unmark(&conn.session.user, conn.session.connection_id);
-    metrics::gauge!(names::CONNECTIONS_OPEN).decrement(1.0);
 }
 
 /// Whether a browser page from `origin` may open a socket: no `Origin` (not a browser), the
@@ -258,23 +239,23 @@ async fn presence(
     let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let ids =
         parse_user_ids(q.get("user_ids").map(String::as_str)).map_err(|m| ApiError::invalid_field("user_ids", m))?;
-    app.presence.of(&ids).await.map(axum::Json).map_err(|e| ApiError::unavailable("redis", e))
+    app.sockets.presence.of(&ids).await.map(axum::Json).map_err(|e| ApiError::unavailable("redis", e))
 }
 
 /// The stream epoch (created on first use) and the id of the user's latest frame.
 async fn stream_head(app: &AppState, user: &str) -> Result<(String, String), redis::RedisError> {
-    let mut conn = app.redis.clone();
+    let mut conn = app.sockets.redis.clone();
     let fresh = uuid::Uuid::now_v7().simple().to_string();
     let (epoch, last): (String, redis::streams::StreamRangeReply) = redis::pipe()
         .cmd("SET")
-        .arg(app.keys.epoch())
+        .arg(app.sockets.keys.epoch())
         .arg(&fresh[..12])
         .arg("NX")
         .ignore()
         .cmd("GET")
-        .arg(app.keys.epoch())
+        .arg(app.sockets.keys.epoch())
         .cmd("XREVRANGE")
-        .arg(app.keys.user_stream(user))
+        .arg(app.sockets.keys.user_stream(user))
         .arg("+")
         .arg("-")
         .arg("COUNT")
