@@ -45,6 +45,12 @@ pub struct Gate {
     wait: Duration,
 }
 
+/// The longest a gated operation may run once it has its turn. The driver has no time limit
+/// on a running command (it takes no `socketTimeoutMS`), and an operation whose caller has
+/// gone holds its turn: a stuck query must give it back some day. Cut off, it costs its
+/// connection, never a dead request in the driver's queue.
+pub const OPERATION_LIMIT: Duration = Duration::from_secs(30);
+
 /// Why a gated operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
@@ -52,13 +58,16 @@ pub enum GateError {
     Busy(Duration),
     #[error(transparent)]
     Store(#[from] mongodb::error::Error),
+    #[error("the MongoDB operation took over {0:?}")]
+    TooLong(Duration),
     #[error("the MongoDB operation's task failed: {0}")]
     Lost(String),
 }
 
 impl Gate {
     /// Turns for a pool of `AGORA_MONGO_MAX_POOL` connections: a tenth of them (at least one)
-    /// stays free for what does not take turns.
+    /// stays free for what does not take turns, except in a pool of one, which has no
+    /// connection to spare.
     pub fn for_pool(config: &CommonConfig) -> Self {
         let pool = config.mongo_max_pool as usize;
         Self::new(Self::turns_for(pool), config.mongo_wait)
@@ -76,7 +85,7 @@ impl Gate {
     /// Runs `op` once a turn is free, within the wait, on a task of its own that holds the
     /// turn until `op` ends. `op` is lazy, as futures are: nothing reaches the driver before
     /// the turn. Dropping the returned future before the turn comes gives up the place in
-    /// line; after, `op` still runs to the end (it is bounded by the driver's timeouts).
+    /// line; after, `op` still runs to its end, or for [`OPERATION_LIMIT`] at most.
     pub async fn run<T: Send + 'static>(
         &self,
         op: impl Future<Output = mongodb::error::Result<T>> + Send + 'static,
@@ -88,17 +97,25 @@ impl Gate {
         let task = tokio::spawn(
             async move {
                 let _turn = turn;
-                op.await
+                tokio::time::timeout(OPERATION_LIMIT, op).await
             }
             .in_current_span(),
         );
-        task.await.map_err(|e| GateError::Lost(e.to_string()))?.map_err(GateError::Store)
+        match task.await {
+            Ok(Ok(result)) => result.map_err(GateError::Store),
+            Ok(Err(_)) => Err(GateError::TooLong(OPERATION_LIMIT)),
+            Err(e) => Err(GateError::Lost(e.to_string())),
+        }
     }
 }
 
 impl From<GateError> for ApiError {
     fn from(e: GateError) -> Self {
-        ApiError::unavailable("mongodb", e)
+        match e {
+            // A panic in the operation is a bug of ours, not an unavailable store.
+            GateError::Lost(_) => ApiError::internal(e),
+            _ => ApiError::unavailable("mongodb", e),
+        }
     }
 }
 
@@ -137,6 +154,7 @@ pub fn only_duplicate_keys(e: &mongodb::error::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 
     #[test]
     fn a_tenth_of_the_pool_stays_free_of_turns() {
@@ -147,21 +165,23 @@ mod tests {
         assert_eq!(Gate::turns_for(0), 1);
     }
 
-    #[tokio::test]
+    // Paused time: the runtime moves the clock on whenever every task waits, so the waits
+    // below are exact however busy the machine is.
+    #[tokio::test(start_paused = true)]
     async fn an_operation_waits_for_a_turn_and_is_refused_after_the_wait() {
         let gate = Gate::new(1, Duration::from_millis(50));
         let turn = gate.turns.clone().acquire_owned().await.ok();
         // The one turn is taken: the next operation is refused after the wait, and never runs.
-        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ran = Arc::new(AtomicBool::new(false));
         let flag = ran.clone();
         let refused = gate
             .run(async move {
-                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                flag.store(true, SeqCst);
                 Ok(2)
             })
             .await;
         assert!(matches!(refused, Err(GateError::Busy(_))), "{refused:?}");
-        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(!ran.load(SeqCst));
         // One waiting when the turn comes back is served.
         let waiting = tokio::spawn({
             let gate = gate.clone();
@@ -172,19 +192,26 @@ mod tests {
         assert_eq!(waiting.await.ok().and_then(|r| r.ok()), Some(3));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_abandoned_waiter_gives_up_its_place() {
         let gate = Gate::new(1, Duration::from_secs(5));
         let turn = gate.turns.clone().acquire_owned().await.ok();
         // Waiters dropped before their turn came, as when clients give up on a request.
+        let ran = Arc::new(AtomicUsize::new(0));
         for _ in 0..300 {
-            let waiting = gate.run(async { Ok(()) });
+            let ran = ran.clone();
+            let waiting = gate.run(async move {
+                ran.fetch_add(1, SeqCst);
+                Ok(())
+            });
             assert!(tokio::time::timeout(Duration::from_millis(1), waiting).await.is_err());
         }
         drop(turn);
-        // The next one is served at once, not after three hundred dead waiters.
-        let next = tokio::time::timeout(Duration::from_millis(100), gate.run(async { Ok(4) })).await;
+        // The next one is served at once, and none of the abandoned ones ever runs.
+        let next = tokio::time::timeout(Duration::from_millis(1), gate.run(async { Ok(4) })).await;
         assert_eq!(next.ok().and_then(|r| r.ok()), Some(4));
+        assert_eq!(ran.load(SeqCst), 0, "an abandoned operation ran");
+        assert_eq!(gate.turns.available_permits(), 1);
     }
 
     #[tokio::test]
@@ -217,9 +244,38 @@ mod tests {
         assert_eq!(next.await.ok().and_then(|r| r.ok()), Some(5));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn an_operation_over_the_limit_is_cut_off_and_gives_its_turn_back() {
+        let gate = Gate::new(1, Duration::from_secs(1));
+        let stuck = gate
+            .run(async {
+                tokio::time::sleep(OPERATION_LIMIT * 2).await;
+                Ok(())
+            })
+            .await;
+        assert!(matches!(stuck, Err(GateError::TooLong(_))), "{stuck:?}");
+        assert_eq!(gate.run(async { Ok(1) }).await.ok(), Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_operation_is_an_internal_error_and_gives_its_turn_back() {
+        let gate = Gate::new(1, Duration::from_secs(1));
+        let bug = || -> mongodb::error::Result<()> { panic!("a bug in the operation") };
+        let failed = gate.run(async move { bug() }).await;
+        assert!(matches!(failed, Err(GateError::Lost(_))), "{failed:?}");
+        let status = failed.err().map(|e| ApiError::from(e).status());
+        assert_eq!(status, Some(axum::http::StatusCode::INTERNAL_SERVER_ERROR));
+        assert_eq!(gate.run(async { Ok(1) }).await.ok(), Some(1));
+    }
+
     #[test]
-    fn a_refusal_is_a_503_naming_mongodb() {
-        let e: ApiError = GateError::Busy(Duration::from_secs(2)).into();
-        assert!(matches!(e, ApiError::Unavailable { dependency: "mongodb", .. }), "{e:?}");
+    fn a_refusal_or_a_store_error_is_a_503_naming_mongodb() {
+        let store = mongodb::error::Error::custom("down");
+        for e in [GateError::Busy(Duration::from_secs(2)), GateError::TooLong(OPERATION_LIMIT), GateError::Store(store)]
+        {
+            let api = ApiError::from(e);
+            assert_eq!(api.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE, "{api:?}");
+            assert!(matches!(api, ApiError::Unavailable { dependency: "mongodb", .. }), "{api:?}");
+        }
     }
 }

@@ -65,7 +65,7 @@ pub mod names {
     /// Counter, label `class`: rate-limit checks skipped because Redis did not answer.
     pub const RATE_LIMIT_REDIS_ERRORS: &str = "agora_rate_limit_redis_errors_total";
     /// Counter: MongoDB operations refused because no turn at the pool came within
-    /// `AGORA_MONGO_WAIT_MS` (answered 503).
+    /// `AGORA_MONGO_WAIT_MS` (the query answered 503, or stale after a consistency wait).
     pub const MONGO_BUSY: &str = "agora_mongo_busy_total";
     /// Histogram, seconds, label `route`: HTTP request latency.
     pub const HTTP_SECONDS: &str = "agora_http_request_seconds";

@@ -59,7 +59,11 @@ pub async fn wait(State(app): State<AppState>, req: Request, next: Next) -> Resp
     let deadline = Instant::now() + app.consistency_wait;
     let mut pause = Duration::from_millis(5);
     let fresh = loop {
-        match reached(&app, &token).await {
+        // Within what is left of the wait: a turn at the MongoDB pool may be slow to come, and
+        // a read given up on leaves nothing behind (`agora_platform::mongo::Gate`).
+        let left = deadline.saturating_duration_since(Instant::now());
+        let checked = tokio::time::timeout(left, reached(&app, &token)).await.unwrap_or(Ok(false));
+        match checked {
             Ok(true) => break true,
             // The store is the query's own dependency: the handler reports it if it is down.
             Ok(false) | Err(_) if Instant::now() >= deadline => break false,

@@ -59,7 +59,7 @@ impl AppState {
         Op: Future<Output = mongodb::error::Result<Cursor<Document>>> + Send + 'static,
     {
         let find = find(self.coll(coll));
-        self.store(coll, |_| async move { find.await?.try_collect().await }).await
+        Ok(self.gate.run(async move { find.await?.try_collect().await }).await?)
     }
 }
 

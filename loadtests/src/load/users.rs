@@ -12,8 +12,11 @@ use std::time::Duration;
 
 /// The password of every virtual user: they are throwaway accounts on a loopback system.
 pub const PASSWORD: &str = "agora-load-password";
-/// A 429 or 503 is retried after its `Retry-After`, this many times.
+/// A 503 is retried after its `Retry-After`, this many times.
 const RETRIES: u32 = 5;
+/// A 429 is retried after its `Retry-After` for this long: a user who follows many others
+/// spends the write budget of the contract (600 a minute) during the setup of a large preset.
+const RATE_LIMITED_FOR: Duration = Duration::from_secs(300);
 
 /// Where the system under load answers (all loopback; checked by the caller).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -50,13 +53,20 @@ pub fn handle(tag: &str, index: usize) -> String {
     format!("{tag}_{index}")
 }
 
-/// Sends a request, retrying 429 and 503 after their `Retry-After` (capped at 5 s).
+/// Sends a request, retrying 503 (five times) and 429 (for [`RATE_LIMITED_FOR`]) after their
+/// `Retry-After` (capped at 5 s).
 pub(crate) async fn send(request: reqwest::RequestBuilder) -> anyhow::Result<(u16, Value)> {
     let mut attempt = 0;
+    let started = std::time::Instant::now();
     loop {
         let r = request.try_clone().context("a request with a streaming body")?.send().await?;
         let status = r.status().as_u16();
-        if (status == 429 || status == 503) && attempt < RETRIES {
+        let retry = match status {
+            503 => attempt < RETRIES,
+            429 => started.elapsed() < RATE_LIMITED_FOR,
+            _ => false,
+        };
+        if retry {
             let wait =
                 r.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse::<u64>().ok()).unwrap_or(1).min(5);
             attempt += 1;
@@ -134,8 +144,7 @@ pub async fn follow(
     progress: impl Fn(usize),
 ) -> anyhow::Result<usize> {
     let clients = clients(&shard.sources)?;
-    let edges: Vec<(usize, usize)> =
-        shard.users.clone().flat_map(|u| graph.follows[u].iter().map(move |&v| (u, v as usize))).collect();
+    let edges = follow_order(shard.users.clone(), graph);
     let total = edges.len();
     let requests = edges.into_iter().map(|(u, v)| {
         let (follower, followee) = (&all[u], &all[v]);
@@ -146,6 +155,16 @@ pub async fn follow(
     });
     all_of(requests, concurrency, progress).await?;
     Ok(total)
+}
+
+/// The edges of `users` (follower, followee), in rounds: every follower's first edge, then
+/// every second one, and so on, so that no follower's edges come all at once and spend its
+/// write budget while the others wait.
+pub fn follow_order(users: impl Iterator<Item = usize>, graph: &FollowGraph) -> Vec<(usize, usize)> {
+    let mut ranked: Vec<(usize, usize, usize)> =
+        users.flat_map(|u| graph.follows[u].iter().enumerate().map(move |(k, &v)| (k, u, v as usize))).collect();
+    ranked.sort_unstable();
+    ranked.into_iter().map(|(_, u, v)| (u, v)).collect()
 }
 
 /// A game the setup started: `white` challenged `black`, who accepted; no move yet.
@@ -221,5 +240,33 @@ mod tests {
                 "{h}"
             );
         }
+    }
+
+    #[test]
+    fn a_follower_s_edges_are_spread_over_the_setup_not_sent_together() {
+        let graph = FollowGraph { follows: vec![vec![1, 2, 3, 4], vec![0], vec![0, 1], vec![]] };
+        let order = follow_order(0..4, &graph);
+        // Every edge once, and each follower's own edges still in their order.
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, vec![(0, 1), (0, 2), (0, 3), (0, 4), (1, 0), (2, 0), (2, 1)]);
+        assert_eq!(order.iter().filter(|(u, _)| *u == 0).map(|(_, v)| *v).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        // Round by round: every follower's first edge comes before anyone's second.
+        assert_eq!(order, vec![(0, 1), (1, 0), (2, 0), (0, 2), (2, 1), (0, 3), (0, 4)]);
+    }
+
+    #[test]
+    fn in_the_10k_graph_the_busiest_follower_s_edges_are_spread_out() {
+        // Its largest out-degree is over the contract's 600 writes a minute.
+        let graph = FollowGraph::power_law(10_000, crate::load::graph::Shape::default(), 7);
+        let order = follow_order(0..10_000, &graph);
+        let (busiest, degree) =
+            graph.follows.iter().enumerate().map(|(u, f)| (u, f.len())).max_by_key(|(_, d)| *d).unwrap_or((0, 0));
+        assert!(degree > 600, "{degree}");
+        // Until the second-busiest follower runs out, the busiest one's edges have others between them.
+        let second = graph.follows.iter().map(Vec::len).filter(|&d| d < degree).max().unwrap_or(0);
+        let positions: Vec<usize> =
+            order.iter().enumerate().filter(|(_, (u, _))| *u == busiest).map(|(i, _)| i).collect();
+        assert!(positions.windows(2).take(second.saturating_sub(1)).all(|w| w[1] - w[0] > 1), "adjacent edges of {busiest}");
     }
 }

@@ -59,7 +59,8 @@ async fn a_burst_of_abandoned_queries_over_the_pool_sheds_with_503_and_query_api
         assert_eq!(body["status"], 503, "{body}");
         assert_eq!(body["type"], "https://agora.dev/problems/unavailable", "{body}");
     }
-    assert!(shed + abandoned > 0, "the burst did not overload a pool of five ({served} served)");
+    // Refused after the wait, before the clients gave up: the service said it was busy.
+    assert!(shed > 0, "nothing shed by a pool of five ({served} served, {abandoned} abandoned)");
 
     // Once the burst is over, the service is ready and answers from MongoDB again at once.
     let over = Instant::now();
