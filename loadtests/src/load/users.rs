@@ -267,6 +267,9 @@ mod tests {
         let second = graph.follows.iter().map(Vec::len).filter(|&d| d < degree).max().unwrap_or(0);
         let positions: Vec<usize> =
             order.iter().enumerate().filter(|(_, (u, _))| *u == busiest).map(|(i, _)| i).collect();
-        assert!(positions.windows(2).take(second.saturating_sub(1)).all(|w| w[1] - w[0] > 1), "adjacent edges of {busiest}");
+        assert!(
+            positions.windows(2).take(second.saturating_sub(1)).all(|w| w[1] - w[0] > 1),
+            "adjacent edges of {busiest}"
+        );
     }
 }
