@@ -109,13 +109,10 @@ where
         ServerFrame::Ready { connection_id: session.connection_id.hyphenated().encode_lower(&mut id), stream_pos: &pos }
             .to_text()
     };
-    metrics::gauge!(names::CONNECTIONS_OPEN).increment(1.0);
-    // Marked before `ready`, so a client told it is connected is online; renewed by the
-    // process while the socket is open (Redis being away only makes the user look offline).
-    session.shared.presence.mark(&session.user, session.connection_id);
+    // Before `ready`, so a client told it is connected is online.
+    opened(session);
     if tx.send(Message::Text(ready.into())).await.is_err() {
-        session.shared.presence.unmark(&session.user, session.connection_id);
-        metrics::gauge!(names::CONNECTIONS_OPEN).decrement(1.0);
+        closed(session);
         return;
     }
     let mailbox = member.mailbox.clone();
@@ -243,6 +240,18 @@ where
             }
         }
     }
+    closed(session);
+}
+
+/// Counts the socket open and marks its user present (renewed by the process while the socket
+/// is open; Redis being away only makes the user look offline).
+fn opened(session: &Session) {
+    metrics::gauge!(names::CONNECTIONS_OPEN).increment(1.0);
+    session.shared.presence.mark(&session.user, session.connection_id);
+}
+
+/// Undoes [`opened`].
+fn closed(session: &Session) {
     session.shared.presence.unmark(&session.user, session.connection_id);
     metrics::gauge!(names::CONNECTIONS_OPEN).decrement(1.0);
 }
