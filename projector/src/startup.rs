@@ -106,26 +106,47 @@ impl Generations {
             tracing::info!(db = %active.db, group = %active.group, "projecting");
             let (stop, stop_rx) = watch::channel(false);
             let run = worker.run(stop_rx);
-            tokio::pin!(run);
-            loop {
-                tokio::select! {
-                    _ = &mut run => break,
-                    _ = stopping(&mut shutdown) => {
-                        let _ = stop.send(true);
-                        (&mut run).await;
-                        return;
-                    }
-                    _ = tokio::time::sleep(generation::POLL_EVERY) => {
-                        if let Ok(next) = generation::active(&self.client, base_db, base_group).await
-                            && next != active
-                        {
-                            tracing::info!(from = %active.db, to = %next.db, "switching to the rebuilt read models");
-                            let _ = stop.send(true);
-                            (&mut run).await;
-                            break;
-                        }
-                    }
+            let switch = switched_from(&self.client, base_db, base_group, &active);
+            tokio::pin!(run, switch);
+            tokio::select! {
+                _ = &mut run => {}
+                _ = stopping(&mut shutdown) => {
+                    let _ = stop.send(true);
+                    (&mut run).await;
+                    return;
                 }
+                next = &mut switch => {
+                    tracing::info!(from = %active.db, to = %next.db, "switching to the rebuilt read models");
+                    let _ = stop.send(true);
+                    (&mut run).await;
+                }
+            }
+        }
+    }
+}
+
+/// How long one look at the active generation may take.
+const LOOK_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Resolves with the active generation once it is no longer `active`. A future of its own
+/// beside the worker's, never awaited in place of it: while the check once ran inside the
+/// loop that polled the worker, a read here that did not answer (seen in a 10k-user load
+/// setup) left the worker unpolled for five minutes, past Kafka's poll interval, deaf to
+/// SIGTERM and silent.
+async fn switched_from(
+    client: &mongodb::Client,
+    base_db: &str,
+    base_group: &str,
+    active: &generation::Generation,
+) -> generation::Generation {
+    loop {
+        tokio::time::sleep(generation::POLL_EVERY).await;
+        match tokio::time::timeout(LOOK_LIMIT, generation::active(client, base_db, base_group)).await {
+            Ok(Ok(next)) if next != *active => return next,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "reading the active generation failed; retrying"),
+            Err(_) => {
+                tracing::warn!(limit_s = LOOK_LIMIT.as_secs(), "reading the active generation took too long; retrying")
             }
         }
     }

@@ -124,13 +124,19 @@ impl consumer::BatchHandler for Worker {
         let mut pause = Duration::from_millis(50);
         loop {
             let done = async {
+                let mut stage = Stage::start();
                 self.store.apply(writes.clone()).await?;
+                stage.done("writes");
                 let feed_heads = feeds::apply(&self.store, self.feeds, &feed_tasks).await?;
+                stage.done("feeds");
                 let mut stale = invalidation::affected(&writes);
                 stale.extend(feed_heads);
                 stale.extend(self.slot_owners(&invalidation::slots_to_resolve(&writes)).await);
                 self.invalidate(&stale).await;
-                self.store.advance_positions(&positions).await
+                stage.done("cache");
+                self.store.advance_positions(&positions).await?;
+                stage.done("positions");
+                Ok::<(), mongodb::error::Error>(())
             };
             // Bounded: a store call that never answers (seen once on FerretDB under a load
             // test: the whole projector waited, idle, with nothing logged) must become a retry,
@@ -165,6 +171,20 @@ impl consumer::BatchHandler for Worker {
             metrics::histogram!(names::APPLY_LAG_SECONDS).record(lag);
         }
         Handled::Done
+    }
+}
+
+/// Times the stages of one attempt at a batch, so an operator sees where a slow batch waits.
+struct Stage(std::time::Instant);
+
+impl Stage {
+    fn start() -> Self {
+        Self(std::time::Instant::now())
+    }
+
+    fn done(&mut self, stage: &'static str) {
+        metrics::histogram!(names::APPLY_STAGE_SECONDS, "stage" => stage).record(self.0.elapsed().as_secs_f64());
+        self.0 = std::time::Instant::now();
     }
 }
 

@@ -37,6 +37,8 @@ struct Db {
     updates: Arc<AtomicUsize>,
     /// The most statements one `update` command has held.
     largest_update: Arc<AtomicUsize>,
+    /// The most statements of `update` commands in flight at once.
+    most_in_flight: Arc<AtomicUsize>,
 }
 
 impl Db {
@@ -80,20 +82,33 @@ where
     let mut options = ClientOptions::parse(&uri).await.unwrap();
     let updates = Arc::new(AtomicUsize::new(0));
     let largest_update = Arc::new(AtomicUsize::new(0));
-    let (counter, largest) = (updates.clone(), largest_update.clone());
+    let most_in_flight = Arc::new(AtomicUsize::new(0));
+    let (counter, largest, most) = (updates.clone(), largest_update.clone(), most_in_flight.clone());
+    // Statements of each update command in flight, by request id.
+    let in_flight = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<i32, usize>::new()));
     options.command_event_handler = Some(EventHandler::callback(move |e: CommandEvent| {
-        if let CommandEvent::Started(s) = e
-            && s.command_name == "update"
-        {
-            counter.fetch_add(1, Ordering::SeqCst);
-            let n = s.command.get_array("updates").map(Vec::len).unwrap_or(0);
-            largest.fetch_max(n, Ordering::SeqCst);
+        let mut flying = in_flight.lock().unwrap();
+        match e {
+            CommandEvent::Started(s) if s.command_name == "update" => {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let n = s.command.get_array("updates").map(Vec::len).unwrap_or(0);
+                largest.fetch_max(n, Ordering::SeqCst);
+                flying.insert(s.request_id, n);
+                most.fetch_max(flying.values().sum(), Ordering::SeqCst);
+            }
+            CommandEvent::Succeeded(s) => {
+                flying.remove(&s.request_id);
+            }
+            CommandEvent::Failed(f) => {
+                flying.remove(&f.request_id);
+            }
+            _ => {}
         }
     }));
     let client = Client::with_options(options).unwrap();
     let name = agora_testkit::names::test_prefix("tstore_");
     let db = client.database(&name);
-    let t = Arc::new(Db { store: Store::new(&db), db: db.clone(), updates, largest_update });
+    let t = Arc::new(Db { store: Store::new(&db), db: db.clone(), updates, largest_update, most_in_flight });
     let outcome = AssertUnwindSafe(test(t)).catch_unwind().await;
     db.drop().await.unwrap();
     if let Err(panic) = outcome {
@@ -347,6 +362,31 @@ async fn no_update_command_holds_more_statements_than_ferretdbs_pool_can_hold() 
     .await;
 }
 
+/// FerretDB's pool (see above) is shared by every client; a batch's concurrent update
+/// commands together hold at most this many of its connections.
+const MAX_STATEMENTS_IN_FLIGHT: usize = 64;
+
+#[tokio::test]
+async fn concurrent_update_commands_hold_a_bounded_share_of_ferretdbs_pool() {
+    with_db(|t| async move {
+        // New documents are inserted whole; update existing ones, so every write is an update.
+        let seed: Vec<Write> = (0..400).map(|i| versioned(&format!("d{i}"), 1, doc! {})).collect();
+        let shards: Vec<Write> = (0..400).map(|i| like_shard(&format!("p{i}"), 0, 1)).collect();
+        t.apply(seed.into_iter().chain(shards).collect()).await;
+        let updates: Vec<Write> = (0..400).map(|i| versioned(&format!("d{i}"), 2, doc! {"n": 2})).collect();
+        let shards: Vec<Write> = (0..400).map(|i| like_shard(&format!("p{i}"), 0, 2)).collect();
+        t.apply(updates.into_iter().chain(shards).collect()).await;
+        let most = t.most_in_flight.load(Ordering::SeqCst);
+        assert!(most <= MAX_STATEMENTS_IN_FLIGHT, "{most} update statements were in flight at once");
+        let docs = t.all(Coll::Posts).await;
+        assert_eq!(docs.iter().filter(|d| d.get_i64("v") == Ok(2) && d.get_i32("n") == Ok(2)).count(), 400);
+        let counters = t.all(Coll::PostCounters).await;
+        assert_eq!(counters.len(), 400);
+        assert!(counters.iter().all(|d| d.get_i32("likes") == Ok(2)), "every shard counted both likes once");
+    })
+    .await;
+}
+
 /// Chunking of versioned writes across commands (large commands wedged FerretDB; see above).
 #[tokio::test]
 async fn a_group_larger_than_one_command_lands_whole_and_in_order() {
@@ -465,7 +505,9 @@ async fn one_stale_write_costs_a_bounded_number_of_round_trips() {
         let before = t.updates.load(Ordering::SeqCst);
         t.apply(writes).await;
         let sent = t.updates.load(Ordering::SeqCst) - before;
-        let bound = 101usize.div_ceil(agora_projector::readmodel::write::UPDATE_CHUNK);
+        use agora_projector::readmodel::write::{UPDATE_CHUNK, UPDATE_LANES};
+        // Each lane's last command may be short.
+        let bound = 101usize.div_ceil(UPDATE_CHUNK) + UPDATE_LANES;
         assert!(sent <= bound, "{sent} update commands for 101 writes with one stale write (at most {bound})");
     })
     .await;
