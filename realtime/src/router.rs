@@ -179,7 +179,7 @@ struct Frames {
 #[derive(Debug)]
 enum Unroutable {
     /// The read models do not have what the frame shows yet (the projector is behind):
-    /// retried, up to [`NOT_READY_LIMIT`].
+    /// retried, up to [`NOT_READY_LIMIT`] a batch.
     NotReady(String),
     /// A store failed: retried until it answers.
     Failed(String),
@@ -198,8 +198,11 @@ fn failed(e: impl std::fmt::Display) -> Unroutable {
     Unroutable::Failed(e.to_string())
 }
 
-/// How long an event may wait for the read models it needs; then it is pushed to nobody
-/// (the query API still shows it) rather than holding its partition back for ever.
+/// How long a batch may wait for the read models its events need; then the events still
+/// waiting are pushed to nobody (the query API still shows them) rather than holding their
+/// partitions back for ever. A limit per batch, not per event: events of one partition wait
+/// one after another, and when the projector was minutes behind a per-event limit kept one
+/// batch for longer than Kafka's poll interval (the group dropped the router).
 const NOT_READY_LIMIT: Duration = Duration::from_secs(60);
 
 pub struct Router {
@@ -455,7 +458,7 @@ impl consumer::BatchHandler for Router {
         let keys: Vec<(&(&str, i32), i64)> =
             events.iter().map(|(p, _, e)| (p, e.occurred_at.timestamp_millis())).collect();
         let mut pending: Vec<usize> = merged_by_time(&keys);
-        let mut waiting_since: HashMap<usize, Instant> = HashMap::new();
+        let mut waiting_since: Option<Instant> = None;
         let mut pause = Duration::from_millis(50);
         while !pending.is_empty() {
             let worked_out = futures::future::join_all(pending.iter().map(|&i| self.frames_for(&events[i].2))).await;
@@ -472,13 +475,15 @@ impl consumer::BatchHandler for Router {
                     Ok(Some(frames)) => ready.push((i, frames)),
                     Ok(None) => {}
                     Err(Unroutable::NotReady(what))
-                        if waiting_since.get(&i).is_some_and(|t| t.elapsed() >= NOT_READY_LIMIT) =>
+                        if waiting_since.is_some_and(|t| t.elapsed() >= NOT_READY_LIMIT) =>
                     {
                         tracing::warn!(event_id = %envelope.event_id, %what, "gave up waiting for the read models; event pushed to nobody");
                         metrics::counter!(names::EVENTS_UNPUSHED).increment(1);
                     }
                     Err(e) => {
-                        waiting_since.entry(i).or_insert_with(Instant::now);
+                        if matches!(e, Unroutable::NotReady(_)) {
+                            waiting_since.get_or_insert_with(Instant::now);
+                        }
                         held.insert(*partition);
                         later.push(i);
                         problem = Some((matches!(e, Unroutable::Failed(_)), e.to_string()));

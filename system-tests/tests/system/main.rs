@@ -18,6 +18,7 @@ mod load_run;
 mod load_setup;
 mod overload;
 mod presence;
+mod projector_stall;
 mod races;
 mod read_conversations;
 mod read_games;
