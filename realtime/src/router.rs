@@ -465,6 +465,7 @@ impl consumer::BatchHandler for Router {
             let mut held: HashSet<(&str, i32)> = HashSet::new();
             let (mut ready, mut later) = (Vec::new(), Vec::new());
             let mut problem = None;
+            let mut not_ready = false;
             for (&i, outcome) in pending.iter().zip(worked_out) {
                 let (partition, envelope) = (&events[i].0, &events[i].2);
                 if held.contains(partition) {
@@ -482,6 +483,7 @@ impl consumer::BatchHandler for Router {
                     }
                     Err(e) => {
                         if matches!(e, Unroutable::NotReady(_)) {
+                            not_ready = true;
                             waiting_since.get_or_insert_with(Instant::now);
                         }
                         held.insert(*partition);
@@ -489,6 +491,10 @@ impl consumer::BatchHandler for Router {
                         problem = Some((matches!(e, Unroutable::Failed(_)), e.to_string()));
                     }
                 }
+            }
+            // The clock runs while events wait for the read models, not while a store is down.
+            if !not_ready {
+                waiting_since = None;
             }
             let routed: Vec<(&Envelope, Source, &Frames)> = ready
                 .iter()

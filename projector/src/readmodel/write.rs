@@ -14,9 +14,11 @@
 //!
 //! A batch is sent as a few commands per collection and kind, the writes of one document in
 //! the order they came; documents are independent, so their relative order does not matter,
-//! and the guarded updates of different documents go in several concurrent lanes. Versioned and shard writes first
-//! insert a seed of each document (its `_id` at version 0), ignoring duplicates, then update
-//! with the guard and no upsert: a stale write simply matches nothing.
+//! and the guarded updates of different documents go in several concurrent lanes. Versioned
+//! writes first insert each document as their first write makes it (or a seed, its `_id` at
+//! version 0), ignoring duplicates, then update with the guard and no upsert: a stale write
+//! simply matches nothing. Shard writes update first and insert only the shards the update
+//! did not find (see `Store::update_shards`).
 
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::{Collection, Database};
@@ -141,8 +143,7 @@ impl Write {
         }
     }
 
-    /// The guarded `update` statement of a versioned or shard write (no upsert: the seed
-    /// exists); `None` for an insert. A stale write matches nothing, which is no error.
+    /// The `_id` of the document a versioned or shard write changes; `None` for an insert.
     fn doc_id(&self) -> Option<String> {
         match self {
             Write::Versioned { id, .. } | Write::Shard { id, .. } => Some(id.clone()),
@@ -179,6 +180,8 @@ impl Write {
         Some(d)
     }
 
+    /// The guarded `update` statement of a versioned or shard write (no upsert: the seed
+    /// exists); `None` for an insert. A stale write matches nothing, which is no error.
     fn update_statement(&self) -> Option<Document> {
         match self {
             Write::Versioned { id, version, set, inc, .. } => {
@@ -259,9 +262,19 @@ fn lane_of(id: &str) -> usize {
     (h % UPDATE_LANES as u64) as usize
 }
 
+/// Runs every lane to its end and returns the first error. Not `try_join_all`: it would drop
+/// the other lanes' commands on the first error, and one dropped after FerretDB received it
+/// may still land after the batch's retry has written the document, putting it back.
+async fn all_lanes<F>(lanes: impl IntoIterator<Item = F>) -> Result<(), mongodb::error::Error>
+where
+    F: std::future::Future<Output = Result<(), mongodb::error::Error>>,
+{
+    futures::future::join_all(lanes).await.into_iter().collect()
+}
+
 /// `items` split into [`UPDATE_LANES`] lists by the document each names, each list in the
 /// order of `items`; empty lanes are left out.
-pub fn lanes<T>(items: Vec<(String, T)>) -> Vec<Vec<(String, T)>> {
+fn lanes<T>(items: Vec<(String, T)>) -> Vec<Vec<(String, T)>> {
     let mut lanes: Vec<Vec<(String, T)>> = (0..UPDATE_LANES).map(|_| Vec::new()).collect();
     for (id, item) in items {
         lanes[lane_of(&id)].push((id, item));
@@ -366,7 +379,7 @@ impl Store {
             let statements: Vec<Bson> = lane.into_iter().map(|(_, s)| Bson::Document(s)).collect();
             self.send_updates(coll, &statements).await
         });
-        futures::future::try_join_all(work).await.map(|_| ())
+        all_lanes(work).await
     }
 
     /// A shard's writes of one chunk as one statement: its counts summed, guarded by the first
@@ -426,7 +439,7 @@ impl Store {
             }
             Ok::<(), mongodb::error::Error>(())
         });
-        futures::future::try_join_all(work).await.map(|_| ())
+        all_lanes(work).await
     }
 
     async fn send_updates(&self, coll: Coll, updates: &[Bson]) -> Result<(), mongodb::error::Error> {
