@@ -277,8 +277,8 @@ async fn a_shard_counts_each_offset_once_and_an_owners_shards_sum_to_its_total()
         assert_eq!(t.get(Coll::PostCounters, "p|likes_1").await, Some(shard));
 
         // A redelivery that overlaps what was applied and goes past it (a crash mid-batch,
-        // then a longer poll): only the new offsets count, with the other shards of the
-        // command summed in one statement each.
+        // then a longer poll): only the new offsets count, another shard's writes summed in
+        // one statement.
         t.apply((6..=9).map(|o| like_shard("p", 1, o)).chain((1..=3).map(|o| like_shard("r", 1, o))).collect()).await;
         let shard = t.get(Coll::PostCounters, "p|likes_1").await.unwrap();
         assert_eq!(without_id(shard.clone()), doc! {"likes": 5, "w": 9_i64, "owner_id": "p"});
@@ -302,6 +302,30 @@ async fn a_shard_counts_each_offset_once_and_an_owners_shards_sum_to_its_total()
         assert_eq!(shards.len(), 2);
         let total: i32 = shards.iter().filter_map(|d| d.get_i32("likes").ok()).sum();
         assert_eq!(total, 7);
+    })
+    .await;
+}
+
+/// Shards are updated first and inserted only when a command matched fewer than it named:
+/// one command (ids chosen to share a lane, and so a command) with a shard already applied,
+/// one a crash left part-way and a new one counts each offset once.
+#[tokio::test]
+async fn a_command_of_an_applied_a_part_way_and_a_new_shard_counts_each_offset_once() {
+    use agora_projector::readmodel::write::lane_of;
+    with_db(|t| async move {
+        let posts: Vec<String> =
+            (0..).map(|i| format!("m{i}")).filter(|p| lane_of(&format!("{p}|likes_1")) == 0).take(3).collect();
+        let (applied, part_way, new) = (&posts[0], &posts[1], &posts[2]);
+        t.apply((1..=3).map(|o| like_shard(applied, 1, o)).collect()).await;
+        t.apply(vec![like_shard(part_way, 1, 1)]).await;
+
+        let batch =
+            (1..=3).flat_map(|o| [like_shard(applied, 1, o), like_shard(part_way, 1, o), like_shard(new, 1, o)]);
+        t.apply(batch.collect()).await;
+        for p in [applied, part_way, new] {
+            let shard = t.get(Coll::PostCounters, &format!("{p}|likes_1")).await.unwrap();
+            assert_eq!(without_id(shard), doc! {"likes": 3, "w": 3_i64, "owner_id": p.as_str()}, "shard of {p}");
+        }
     })
     .await;
 }

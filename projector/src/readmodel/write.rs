@@ -253,7 +253,7 @@ pub const UPDATE_LANES: usize = 8;
 
 /// The lane of document `id`: a fixed function of the id (FNV-1a), so a document's writes
 /// stay in one lane and keep their order.
-fn lane_of(id: &str) -> usize {
+pub fn lane_of(id: &str) -> usize {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in id.bytes() {
         h ^= u64::from(b);
