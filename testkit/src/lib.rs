@@ -109,6 +109,16 @@ impl ServiceProcess {
     pub fn logged(&self, needle: &str) -> bool {
         self.seen.iter().any(|l| l.contains(needle))
     }
+
+    /// Whether it has not exited yet.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Its last `n` stdout lines seen so far, for assertion messages.
+    pub fn tail(&self, n: usize) -> String {
+        self.seen[self.seen.len().saturating_sub(n)..].join("\n")
+    }
 }
 
 impl Drop for ServiceProcess {

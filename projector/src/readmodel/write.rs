@@ -302,7 +302,7 @@ impl Store {
             for chunk in group.chunks(CHUNK) {
                 match chunk.first() {
                     Some(Write::Once { .. }) => self.insert_once(coll, chunk).await?,
-                    Some(Write::Shard { .. }) => self.update_shards(coll, &chunk.iter().collect::<Vec<_>>()).await?,
+                    Some(Write::Shard { .. }) => self.update_shards(coll, chunk).await?,
                     Some(_) => self.update_in_order(coll, chunk).await?,
                     None => {}
                 }
@@ -391,7 +391,7 @@ impl Store {
     /// names, its shards are inserted whole; those already there (the reply's `n` does not
     /// say which matched) get their writes one by one, which match nothing where applied, so
     /// a shard that a crash left part-way through these offsets is completed.
-    async fn update_shards(&self, coll: Coll, writes: &[&Write]) -> Result<(), mongodb::error::Error> {
+    async fn update_shards(&self, coll: Coll, writes: &[Write]) -> Result<(), mongodb::error::Error> {
         let mut by_shard: Vec<(String, Vec<&Write>)> = Vec::new();
         let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         for w in writes {
