@@ -1,6 +1,7 @@
 //! realtime settings.
 
 use agora_platform::config::{CommonConfig, ConfigError, Env};
+use std::num::NonZeroU64;
 use std::time::Duration;
 
 pub const KNOWN: &[&str] = &[
@@ -15,6 +16,9 @@ pub const KNOWN: &[&str] = &[
     "AGORA_REALTIME_ROUTE",
 ];
 
+/// Socket.IO's default `pingInterval`: the old system's clients and load balancers live with it.
+const DEFAULT_HEARTBEAT_SECS: NonZeroU64 = NonZeroU64::MIN.saturating_add(24);
+
 #[derive(Debug, Clone)]
 pub struct RealtimeConfig {
     pub common: CommonConfig,
@@ -28,7 +32,9 @@ pub struct RealtimeConfig {
     pub connection_queue: usize,
     /// `AGORA_STREAM_RETENTION_SECS`, default 86400: how long a user's frames stay resumable.
     pub stream_retention: Duration,
-    /// `AGORA_HEARTBEAT_SECS`, default 20: WebSocket ping interval.
+    /// `AGORA_HEARTBEAT_SECS`, default 25 (Socket.IO's `pingInterval`, the old system's),
+    /// at least 1: WebSocket ping interval; a client that answers nothing for one interval
+    /// after a ping is dropped.
     pub heartbeat: Duration,
     /// `AGORA_SOCKET_SEND_BUFFER`, default 65536 bytes: each socket's kernel send buffer,
     /// fixed, so a client that stops reading fills it and its queue soon (then 1013).
@@ -59,11 +65,25 @@ impl RealtimeConfig {
             max_connections_per_user: env.parse("AGORA_MAX_CONNECTIONS_PER_USER", 5)?,
             connection_queue: env.parse("AGORA_CONNECTION_QUEUE", 256)?,
             stream_retention: Duration::from_secs(env.parse("AGORA_STREAM_RETENTION_SECS", 86_400)?),
-            heartbeat: Duration::from_secs(env.parse("AGORA_HEARTBEAT_SECS", 20)?),
+            heartbeat: Duration::from_secs(env.parse("AGORA_HEARTBEAT_SECS", DEFAULT_HEARTBEAT_SECS)?.get()),
             socket_send_buffer: env.parse("AGORA_SOCKET_SEND_BUFFER", 65_536)?,
             router_dedupe: Duration::from_secs(env.parse("AGORA_ROUTER_DEDUPE_SECS", 3_600)?),
             router_fetch_wait: env.millis("AGORA_ROUTER_FETCH_WAIT_MS", 10)?,
             route: env.parse("AGORA_REALTIME_ROUTE", true)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_heartbeat_defaults_to_socket_io_s_interval_and_refuses_zero() {
+        let config = RealtimeConfig::from_env(&Env::default()).map(|c| c.heartbeat);
+        assert_eq!(config.ok(), Some(Duration::from_secs(25)));
+        let zero = RealtimeConfig::from_env(&Env::from_pairs([("AGORA_HEARTBEAT_SECS", "0")]));
+        let err = zero.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.starts_with("AGORA_HEARTBEAT_SECS=\"0\""), "{err}");
     }
 }

@@ -118,6 +118,10 @@ where
     let mailbox = member.mailbox.clone();
     let user_channel = member.user_channel().clone();
     let mut live = false;
+    // Whether anything (a pong, a frame) came from the client since the last ping: a peer
+    // silent for a whole heartbeat after a ping is gone (a dropped network, a suspended
+    // laptop), and would otherwise hold its socket and its presence until TCP gave up.
+    let mut heard = true;
     let now = tokio::time::Instant::now();
     let live_at = now + RESUME_WINDOW;
     let mut ping_at = now + session.shared.heartbeat;
@@ -205,12 +209,19 @@ where
                     }
                 }
                 if now >= ping_at {
+                    if !heard {
+                        metrics::counter!(names::PEERS_GONE).increment(1);
+                        tracing::debug!(connection_id = %session.connection_id, "no answer to a heartbeat; dropping the connection");
+                        break;
+                    }
+                    heard = false;
                     ping_at = now + session.shared.heartbeat;
                     or_end!(Box::pin(write(&mut *tx, Message::Ping(Vec::new().into()), &mailbox)).await);
                 }
                 timer.as_mut().reset(next_deadline(live, ping_at, catch_up_at));
             }
             incoming = tx.next() => {
+                heard = true;
                 let reply = match incoming {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
                     Some(Ok(Message::Text(text))) => {

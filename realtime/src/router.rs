@@ -198,12 +198,53 @@ fn failed(e: impl std::fmt::Display) -> Unroutable {
     Unroutable::Failed(e.to_string())
 }
 
-/// How long a batch may wait for the read models its events need; then the events still
-/// waiting are pushed to nobody (the query API still shows them) rather than holding their
-/// partitions back for ever. A limit per batch, not per event: events of one partition wait
-/// one after another, and when the projector was minutes behind a per-event limit kept one
-/// batch for longer than Kafka's poll interval (the group dropped the router).
+/// How long a partition may wait for the read models its next event needs, without
+/// progress; then its events still waiting are pushed to nobody (the query API still shows
+/// them) rather than holding the partition back for ever. A limit per partition, not per
+/// event: events of one partition wait one after another, and with the projector minutes
+/// behind, a limit per event would hold each for the whole limit in turn.
 const NOT_READY_LIMIT: Duration = Duration::from_secs(60);
+
+/// How long a batch retries events waiting for the read models before it leaves their
+/// partitions for later (paused, read again after `consumer::PARKED_FOR`) and lets the
+/// rest of the log go on: one aggregate the projector has not reached yet must not hold
+/// back everyone else's pushes (it did, for up to a minute a batch, on the 10k setup).
+const PARK_AFTER: Duration = Duration::from_millis(500);
+
+/// A partition not tried for this long was not ours meanwhile (a rebalance): its clock
+/// starts again. Parked partitions are tried every ~1.5 s.
+const WAIT_FORGOTTEN_AFTER: Duration = Duration::from_secs(15);
+
+/// Per partition, since when its next event has waited for the read models, and when it was
+/// last tried.
+#[derive(Debug, Default)]
+struct Waits(std::sync::Mutex<HashMap<(String, i32), (Instant, Instant)>>);
+
+impl Waits {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, i32), (Instant, Instant)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes that `partition`'s next event is not routable yet; answers whether the partition
+    /// has waited [`NOT_READY_LIMIT`] without progress.
+    fn waited_too_long(&self, (topic, partition): (&str, i32), now: Instant) -> bool {
+        let mut waits = self.lock();
+        let entry = waits.entry((topic.to_owned(), partition)).or_insert((now, now));
+        if now.duration_since(entry.1) >= WAIT_FORGOTTEN_AFTER {
+            entry.0 = now;
+        }
+        entry.1 = now;
+        now.duration_since(entry.0) >= NOT_READY_LIMIT
+    }
+
+    /// `partition` made progress: its clock stops.
+    fn progressed(&self, (topic, partition): (&str, i32)) {
+        let mut waits = self.lock();
+        if !waits.is_empty() {
+            waits.remove(&(topic.to_owned(), partition));
+        }
+    }
+}
 
 pub struct Router {
     consumer: GroupConsumer,
@@ -215,6 +256,7 @@ pub struct Router {
     /// redelivery takes.
     dedupe: Duration,
     script: redis::Script,
+    waits: Waits,
 }
 
 impl std::fmt::Debug for Router {
@@ -232,7 +274,16 @@ impl Router {
         retention: Duration,
         dedupe: Duration,
     ) -> Self {
-        Self { consumer, redis, db, keys, retention, dedupe, script: redis::Script::new(DELIVER) }
+        Self {
+            consumer,
+            redis,
+            db,
+            keys,
+            retention,
+            dedupe,
+            script: redis::Script::new(DELIVER),
+            waits: Waits::default(),
+        }
     }
 
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
@@ -442,7 +493,9 @@ const MAX_BATCH: usize = 500;
 impl consumer::BatchHandler for Router {
     /// Routes a batch. Every event's frames are worked out together; an event that cannot be
     /// routed yet holds back only the events after it on its own partition, and the rest go
-    /// out. The batch is done (its offsets stored) once every event is delivered or given up.
+    /// out. Events waiting for the read models are retried for [`PARK_AFTER`], then their
+    /// partitions are left to be read again (so the next batch of every other partition is
+    /// not kept waiting); events waiting for a store that fails are retried until it answers.
     async fn handle_batch(&self, messages: &[BorrowedMessage<'_>], mut shutdown: watch::Receiver<bool>) -> Handled {
         // The projector dead-letters what cannot be decoded; nothing to push for it here.
         let events: Vec<((&str, i32), i64, Envelope)> = messages
@@ -458,43 +511,39 @@ impl consumer::BatchHandler for Router {
         let keys: Vec<(&(&str, i32), i64)> =
             events.iter().map(|(p, _, e)| (p, e.occurred_at.timestamp_millis())).collect();
         let mut pending: Vec<usize> = merged_by_time(&keys);
-        let mut waiting_since: Option<Instant> = None;
+        let started = Instant::now();
         let mut pause = Duration::from_millis(50);
         while !pending.is_empty() {
             let worked_out = futures::future::join_all(pending.iter().map(|&i| self.frames_for(&events[i].2))).await;
+            let now = Instant::now();
             let mut held: HashSet<(&str, i32)> = HashSet::new();
             let (mut ready, mut later) = (Vec::new(), Vec::new());
             let mut problem = None;
-            let mut not_ready = false;
+            let mut store_failed = false;
             for (&i, outcome) in pending.iter().zip(worked_out) {
-                let (partition, envelope) = (&events[i].0, &events[i].2);
-                if held.contains(partition) {
+                let (partition, envelope) = (events[i].0, &events[i].2);
+                if held.contains(&partition) {
                     later.push(i);
                     continue;
                 }
                 match outcome {
-                    Ok(Some(frames)) => ready.push((i, frames)),
-                    Ok(None) => {}
-                    Err(Unroutable::NotReady(what))
-                        if waiting_since.is_some_and(|t| t.elapsed() >= NOT_READY_LIMIT) =>
-                    {
+                    Ok(frames) => {
+                        self.waits.progressed(partition);
+                        if let Some(frames) = frames {
+                            ready.push((i, frames));
+                        }
+                    }
+                    Err(Unroutable::NotReady(what)) if self.waits.waited_too_long(partition, now) => {
                         tracing::warn!(event_id = %envelope.event_id, %what, "gave up waiting for the read models; event pushed to nobody");
                         metrics::counter!(names::EVENTS_UNPUSHED).increment(1);
                     }
                     Err(e) => {
-                        if matches!(e, Unroutable::NotReady(_)) {
-                            not_ready = true;
-                            waiting_since.get_or_insert_with(Instant::now);
-                        }
-                        held.insert(*partition);
+                        store_failed |= matches!(e, Unroutable::Failed(_));
+                        held.insert(partition);
                         later.push(i);
                         problem = Some((matches!(e, Unroutable::Failed(_)), e.to_string()));
                     }
                 }
-            }
-            // The clock runs while events wait for the read models, not while a store is down.
-            if !not_ready {
-                waiting_since = None;
             }
             let routed: Vec<(&Envelope, Source, &Frames)> = ready
                 .iter()
@@ -512,12 +561,18 @@ impl consumer::BatchHandler for Router {
             if pending.is_empty() {
                 break;
             }
+            let only_read_models_behind = !store_failed && matches!(problem, Some((false, _)));
             match problem {
                 Some((true, e)) => tracing::warn!(error = %e, waiting = pending.len(), "routing failed; retrying"),
                 Some((false, e)) => {
                     tracing::debug!(error = %e, waiting = pending.len(), "events wait for the read models")
                 }
                 None => {}
+            }
+            // Only read models behind: leave their partitions for later, from their first
+            // event still waiting.
+            if only_read_models_behind && started.elapsed() >= PARK_AFTER {
+                return Handled::DoneExcept(left_for_later(pending.iter().map(|&i| (events[i].0, events[i].1))));
             }
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
@@ -527,6 +582,18 @@ impl consumer::BatchHandler for Router {
         }
         Handled::Done
     }
+}
+
+/// The partitions of the events still to route (`(partition, offset)` each), each from its
+/// first of them.
+fn left_for_later<'a>(pending: impl Iterator<Item = ((&'a str, i32), i64)>) -> Vec<consumer::Parked> {
+    let mut from: HashMap<(&str, i32), i64> = HashMap::new();
+    for (partition, offset) in pending {
+        from.entry(partition).and_modify(|o| *o = (*o).min(offset)).or_insert(offset);
+    }
+    from.into_iter()
+        .map(|((topic, partition), offset)| consumer::Parked { topic: topic.to_owned(), partition, offset })
+        .collect()
 }
 
 /// The order to handle a batch in: each partition's items keep their order, and across
@@ -576,6 +643,37 @@ pub fn notified(event: &Event) -> Option<(agora_schemas::UserId, &'static str, a
 #[cfg(test)]
 mod notified_tests {
     use super::*;
+
+    #[test]
+    fn partitions_left_for_later_start_at_their_first_event_still_waiting() {
+        let mut left = left_for_later([(("games", 3), 41), (("games", 3), 40), (("posts", 0), 7)].into_iter());
+        left.sort_by_key(|p| (p.topic.clone(), p.partition));
+        let left: Vec<(&str, i32, i64)> = left.iter().map(|p| (p.topic.as_str(), p.partition, p.offset)).collect();
+        assert_eq!(left, [("games", 3, 40), ("posts", 0, 7)]);
+    }
+
+    #[test]
+    fn a_partition_is_given_up_on_after_the_limit_without_progress_and_its_clock_stops_on_progress() {
+        let waits = Waits::default();
+        let (p, other) = (("games", 3), ("games", 4));
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        // Tried every few seconds, as a parked partition is: the clock runs from the first try.
+        for secs in (0..60).step_by(5) {
+            assert!(!waits.waited_too_long(p, at(secs)), "given up after {secs} s");
+        }
+        assert!(!waits.waited_too_long(other, at(58)), "each partition has its own clock");
+        assert!(waits.waited_too_long(p, at(60)));
+        assert!(waits.waited_too_long(p, at(61)), "the next event waiting is given up at once, too");
+        waits.progressed(p);
+        assert!(!waits.waited_too_long(p, at(62)), "an event routed restarts the clock");
+        // Not tried for a while (the partition was another router's): the clock restarts.
+        let back = 58 + 15;
+        for secs in (back..back + 60).step_by(5) {
+            assert!(!waits.waited_too_long(other, at(secs)), "given up {} s after its return", secs - back);
+        }
+        assert!(waits.waited_too_long(other, at(back + 60)));
+    }
 
     #[test]
     fn a_batch_goes_in_event_time_across_partitions_and_in_log_order_within_one() {

@@ -17,3 +17,6 @@ pub const RESUMES: &str = "agora_realtime_resumes_total";
 /// Counter: events whose frames were never pushed because the read models they show did not
 /// catch up within 60 s (the query API still shows them; a client may refetch).
 pub const EVENTS_UNPUSHED: &str = "agora_realtime_events_unpushed_total";
+/// Counter: connections dropped because nothing came from the client for a heartbeat
+/// interval after a ping (the peer is gone).
+pub const PEERS_GONE: &str = "agora_realtime_peers_gone_total";

@@ -2,25 +2,51 @@
 //!
 //! Messages are handled one at a time in partition order; the offset of a message is stored
 //! only after its handler says it is done, and stored offsets are committed every
-//! `commit_every` and once more on shutdown, so a crash re-delivers rather than loses.
+//! `commit_every` and once more on shutdown, so a crash re-delivers rather than loses. A
+//! batch handler may leave some partitions for later ([`Handled::DoneExcept`]): they are
+//! paused, rewound and read again a moment later, and the others carry on meanwhile.
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Statistics};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// What a handler did with a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a handler did with a message (or a batch).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handled {
     /// Its effects are durable: store its offset.
     Done,
     /// Shutdown came first: leave its offset so the message is handled again after restart.
     Interrupted,
+    /// Done, but for these partitions from these offsets on: they cannot be handled yet
+    /// (what they need is not there). Those partitions are paused for [`PARKED_FOR`] and
+    /// read again from there, while the others go on: one partition's wait holds back no
+    /// other. A batch handler's answer only.
+    DoneExcept(Vec<Parked>),
 }
+
+/// A partition of a batch left to be read again, from `offset` on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parked {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Parked {
+    /// Whether the message at `(topic, partition, offset)` is left for later by one of `parked`.
+    pub fn covers(parked: &[Parked], topic: &str, partition: i32, offset: i64) -> bool {
+        parked.iter().any(|p| p.partition == partition && p.topic == topic && offset >= p.offset)
+    }
+}
+
+/// How long a parked partition rests before it is read again.
+pub const PARKED_FOR: Duration = Duration::from_secs(1);
 
 /// How often librdkafka reports statistics, and so how fresh the lag gauge is.
 const STATS_EVERY_MS: &str = "5000";
@@ -132,8 +158,9 @@ struct OneAtATime<'a, H>(&'a H);
 impl<H: Handler> BatchHandler for OneAtATime<'_, H> {
     async fn handle_batch(&self, messages: &[BorrowedMessage<'_>], shutdown: watch::Receiver<bool>) -> Handled {
         for message in messages {
-            if self.0.handle(message, shutdown.clone()).await == Handled::Interrupted {
-                return Handled::Interrupted;
+            match self.0.handle(message, shutdown.clone()).await {
+                Handled::Done => {}
+                other => return other,
             }
         }
         Handled::Done
@@ -163,17 +190,31 @@ pub async fn run_batches<H: BatchHandler>(
     use futures::FutureExt;
     let mut commit = tokio::time::interval(commit_every);
     let mut batch = Vec::with_capacity(max_batch);
+    // Paused partitions, and when each is read again.
+    let mut parked: Vec<(Parked, tokio::time::Instant)> = Vec::new();
     loop {
+        let next_resume = parked.iter().map(|(_, at)| *at).min();
         let received = tokio::select! {
             biased;
             _ = shutdown.wait_for(|s| *s) => break,
+            () = sleep_until(next_resume) => {
+                let now = tokio::time::Instant::now();
+                let (due, resting): (Vec<_>, Vec<_>) = parked.drain(..).partition(|(_, at)| *at <= now);
+                parked = resting;
+                resume(consumer, due.iter().map(|(p, _)| p));
+                continue;
+            }
             _ = commit.tick() => {
                 commit_stored(consumer, CommitMode::Async);
                 continue;
             }
             received = consumer.recv() => received,
         };
+        // What was fetched of a parked partition before it was paused is read again later.
+        let resting =
+            |m: &BorrowedMessage<'_>| parked.iter().any(|(p, _)| p.partition == m.partition() && p.topic == m.topic());
         match received {
+            Ok(message) if resting(&message) => continue,
             Ok(message) => batch.push(message),
             Err(e) => {
                 tracing::warn!(error = %e, "kafka receive failed");
@@ -184,6 +225,7 @@ pub async fn run_batches<H: BatchHandler>(
         // Whatever librdkafka has already fetched joins the batch; nothing waits for more.
         while batch.len() < max_batch.max(1) {
             match consumer.recv().now_or_never() {
+                Some(Ok(message)) if resting(&message) => {}
                 Some(Ok(message)) => batch.push(message),
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "kafka receive failed");
@@ -192,21 +234,98 @@ pub async fn run_batches<H: BatchHandler>(
                 None => break,
             }
         }
-        if handler.handle_batch(&batch, shutdown.clone()).await == Handled::Done {
-            for message in &batch {
-                if let Err(e) = consumer.store_offset_from_message(message) {
-                    tracing::debug!(error = %e, "offset not stored");
-                }
+        let left = match handler.handle_batch(&batch, shutdown.clone()).await {
+            Handled::Done => Vec::new(),
+            Handled::DoneExcept(left) => left,
+            Handled::Interrupted => {
+                batch.clear();
+                continue;
+            }
+        };
+        for message in &batch {
+            if Parked::covers(&left, message.topic(), message.partition(), message.offset()) {
+                continue;
+            }
+            if let Err(e) = consumer.store_offset_from_message(message) {
+                tracing::debug!(error = %e, "offset not stored");
             }
         }
         batch.clear();
+        let at = tokio::time::Instant::now() + PARKED_FOR;
+        for p in left {
+            park(consumer, &p);
+            parked.push((p, at));
+        }
     }
     commit_stored(consumer, CommitMode::Sync);
+}
+
+/// Sleeps until `at`, or for ever if there is none.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn partition_list(p: &Parked, offset: Option<i64>) -> Result<TopicPartitionList, KafkaError> {
+    let mut list = TopicPartitionList::new();
+    match offset {
+        Some(o) => list.add_partition_offset(&p.topic, p.partition, Offset::Offset(o))?,
+        None => {
+            list.add_partition(&p.topic, p.partition);
+        }
+    }
+    Ok(list)
+}
+
+/// Pauses `p`'s partition and moves its read position back to `p.offset`: librdkafka drops
+/// what it had fetched of it beyond that, and reads from there once resumed. If that fails
+/// the partition is read on where it was once resumed, its skipped offsets not stored, so
+/// what was left is read again after a restart or a rebalance: delayed, not lost.
+fn park(consumer: &GroupConsumer, p: &Parked) {
+    let done = partition_list(p, None)
+        .and_then(|list| consumer.pause(&list))
+        .and_then(|()| partition_list(p, Some(p.offset)))
+        .and_then(|list| consumer.seek_partitions(list, Duration::from_secs(1)))
+        .and_then(|result| match result.elements().first().map(|e| e.error()) {
+            Some(Err(e)) => Err(e),
+            _ => Ok(()),
+        });
+    if let Err(e) = &done {
+        tracing::warn!(topic = %p.topic, partition = p.partition, offset = p.offset, error = %e, "parking a partition failed");
+    }
+}
+
+/// Resumes the partitions of `parked`. A partition given away meanwhile is not ours to
+/// resume: its new owner reads it from its committed offset.
+fn resume<'a>(consumer: &GroupConsumer, parked: impl Iterator<Item = &'a Parked>) {
+    for p in parked {
+        if let Err(e) = partition_list(p, None).and_then(|list| consumer.resume(&list)) {
+            tracing::debug!(topic = %p.topic, partition = p.partition, error = %e, "resuming a parked partition failed");
+        }
+    }
 }
 
 fn commit_stored(consumer: &GroupConsumer, mode: CommitMode) {
     match consumer.commit_consumer_state(mode) {
         Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
         Err(e) => tracing::warn!(error = %e, "offset commit failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parked_partition_leaves_its_messages_from_the_offset_on_and_nothing_else() {
+        let parked = [Parked { topic: "games".into(), partition: 3, offset: 40 }];
+        assert!(!Parked::covers(&parked, "games", 3, 39), "before it: done, stored");
+        assert!(Parked::covers(&parked, "games", 3, 40));
+        assert!(Parked::covers(&parked, "games", 3, 41));
+        assert!(!Parked::covers(&parked, "games", 4, 41), "another partition");
+        assert!(!Parked::covers(&parked, "posts", 3, 41), "another topic's partition 3");
+        assert!(!Parked::covers(&[], "games", 3, 41));
     }
 }

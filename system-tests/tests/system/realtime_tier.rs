@@ -2,7 +2,8 @@
 //! own) on one consumer group and one Redis, with users connected to different ones. Whatever
 //! process holds a socket, its user gets each event once, each aggregate's in order; spectators of a game see
 //! every move; a client that stops reading is closed with 1013 without holding the others
-//! back; a process told to stop closes each socket with 1012; and when a process is killed,
+//! back; a client that leaves a heartbeat unanswered is dropped; a process told to stop closes
+//! each socket with 1012; and when a process is killed,
 //! its clients resume on another with nothing lost.
 
 use crate::helpers::{TestApp, User, Ws, assert_accepted, eventually, next_json, query_until, service_binary};
@@ -437,6 +438,112 @@ async fn a_process_told_to_stop_closes_each_socket_with_1012_and_exits_cleanly()
     assert_eq!(until_close(&mut bob_ws).await, Some(CloseCode::Restart), "bob's socket closed with 1012");
     let (status, took) = stopped.await.unwrap();
     assert!(status.success(), "exited {status:?} after {took:?}");
+    app.shutdown().await;
+}
+
+/// A client that answers nothing (its network dropped, its laptop asleep) is gone: dropped one
+/// heartbeat after a ping it left unanswered, and offline, while one that answers stays.
+#[tokio::test]
+async fn a_client_that_leaves_a_heartbeat_unanswered_is_dropped_and_offline_while_one_that_answers_stays() {
+    let app = TestApp::spawn().await;
+    let bin = realtime_binary().await;
+    let process = realtime_process(&bin, &app, &[("AGORA_HEARTBEAT_SECS", "1")]);
+    let (ann, sid) = (app.user("ann").await, app.user("sid").await);
+    let (mut ann_ws, _) = app.connect_ws_on(process.port, &ann.token).await;
+    let (mut sid_ws, _) = app.connect_ws_on(process.port, &sid.token).await;
+    // Ann keeps reading (tungstenite answers each ping as it reads it); sid reads nothing, so
+    // sends no pong, for 4 s: past a ping and the heartbeat after it.
+    let until = Instant::now() + Duration::from_secs(4);
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        if let Ok(frame) = tokio::time::timeout(left, ann_ws.next()).await {
+            assert!(matches!(frame, Some(Ok(Message::Ping(_)))), "ann got only pings: {frame:?}");
+        }
+    }
+    let mut sid_pings = 0;
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(5), sid_ws.next()).await {
+            Ok(Some(Ok(Message::Ping(_)))) => sid_pings += 1,
+            Ok(other) => break other,
+            Err(_) => panic!("sid's connection still open after {sid_pings} pings"),
+        }
+    };
+    assert!(!matches!(end, Some(Ok(_))), "sid's connection ended, with no frame after its pings: {end:?}");
+    assert!(sid_pings >= 1, "sid was pinged before being dropped");
+    assert_eq!(counter_total(&app, &process, "agora_realtime_peers_gone_total").await, 1.0, "only sid dropped");
+    let ids = format!("{},{}", ann.id, sid.id);
+    let (_, body) = app.get(&app.realtime, &format!("/v1/presence?user_ids={ids}"), &ann.token).await;
+    assert_eq!(body, json!({ann.id.clone(): true, sid.id.clone(): false}), "{body}");
+    send(&mut ann_ws, json!({"op": "ping"})).await;
+    assert_eq!(next_json(&mut ann_ws, Duration::from_secs(5)).await.expect("a pong")["type"], "pong", "ann still open");
+    drop(process);
+    app.shutdown().await;
+}
+
+/// Events whose read models are not there yet leave their partition for later, and the rest
+/// of the log goes on: a router reading an empty read-model database (the projector behind,
+/// at its most) pushes messages at once while a game's events wait, and pushes those, once
+/// each and in order, when the read models catch up (here: its database is switched to the
+/// app's). Before, such a batch held every partition back for a minute, then gave up.
+#[tokio::test]
+async fn events_waiting_for_the_read_models_hold_back_no_other_partition_and_go_out_when_they_catch_up() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = (app.user("ann").await, app.user("bob").await);
+    let challenge = app
+        .call(Method::POST, "/v1/games")
+        .token(&ann.token)
+        .json(&json!({"opponent_id": bob.id, "color": "white"}))
+        .send()
+        .await;
+    let game = assert_accepted(&challenge).body["game_id"].as_str().unwrap().to_owned();
+    assert_accepted(&app.call(Method::POST, &format!("/v1/games/{game}/accept")).token(&bob.token).send().await);
+    query_until(&app, &format!("/v1/games/{game}"), &bob.token, "the accepted game", |s, b| {
+        s == 200 && b["status"] == "active"
+    })
+    .await;
+
+    // A router of its own (group, Redis keys), on a read-model database with nothing in it.
+    let read_db = app.env.string("AGORA_MONGO_DB", "");
+    let (lone_db, lone_prefix) = (format!("{read_db}_lone"), format!("{}lone", app.prefix));
+    let lone_group = format!("{}-lone", app.env.string("AGORA_REALTIME_GROUP", ""));
+    let bin = realtime_binary().await;
+    let lone = realtime_process(
+        &bin,
+        &app,
+        &[("AGORA_MONGO_DB", &lone_db), ("AGORA_REDIS_PREFIX", &lone_prefix), ("AGORA_REALTIME_GROUP", &lone_group)],
+    );
+    let (mut bob_ws, _) = app.connect_ws_on(lone.port, &bob.token).await;
+    message(&app, &ann, &bob, "first").await;
+    let got = messages(&mut bob_ws, 1).await;
+    assert_eq!(got.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), ["first"]);
+    // Fetched after the game's events were found waiting: the old router held it behind them.
+    let sent = Instant::now();
+    message(&app, &ann, &bob, "second").await;
+    let got = messages(&mut bob_ws, 1).await;
+    assert_eq!(got.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), ["second"]);
+    assert!(sent.elapsed() < Duration::from_secs(15), "the second message took {:?}", sent.elapsed());
+    assert_eq!(counter_total(&app, &lone, "agora_realtime_events_unpushed_total").await, 0.0, "nothing given up");
+
+    // The read models catch up: the game's events, left for later, now go out.
+    let client = mongodb::Client::with_uri_str(&app.stack.mongo).await.unwrap();
+    let caught_up = agora_projector::generation::Generation::initial(&read_db, "unused");
+    agora_projector::generation::switch(&client, &lone_db, &caught_up).await.unwrap();
+    let frames = events_until_quiet(&mut bob_ws, 2, Duration::from_secs(3)).await;
+    let kinds: Vec<(String, String)> = frames.iter().map(what).collect();
+    assert_eq!(kinds.len(), 2, "the challenge and the accept, once each: {kinds:?}");
+    assert_eq!(
+        (frames[0]["event_type"].as_str(), frames[0]["data"]["kind"].as_str()),
+        (Some("notification"), Some("game_challenge")),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        (frames[1]["event_type"].as_str(), frames[1]["data"]["status"].as_str()),
+        (Some("game.update"), Some("active")),
+        "{kinds:?}"
+    );
+    assert_eq!(frames[1]["data"]["game_id"], json!(game));
+    assert_eq!(counter_total(&app, &lone, "agora_realtime_events_unpushed_total").await, 0.0, "nothing given up");
+    drop(lone);
+    client.database(&lone_db).drop().await.unwrap();
     app.shutdown().await;
 }
 
