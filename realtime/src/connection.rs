@@ -33,9 +33,31 @@ pub struct Session {
 pub struct Shared {
     pub keys: Keys,
     pub heartbeat: Duration,
+    /// The origin of the heartbeat grid (see [`Shared::next_ping`]): the process's start.
+    pub grid_from: tokio::time::Instant,
     /// For `resume`: the user's stream.
     pub redis: redis::aio::ConnectionManager,
     pub presence: Presence,
+}
+
+/// Heartbeat deadlines fall on a grid of this step, so the pings of a process's sockets go
+/// out in a few bursts a second rather than each at its own millisecond: a process wakes
+/// 4 times a second for them, not once per ping (at 16,000 sockets and 25 s, 640 times).
+pub const PING_GRID: Duration = Duration::from_millis(250);
+
+impl Shared {
+    /// The first point of the heartbeat grid a heartbeat after `now`.
+    pub fn next_ping(&self, now: tokio::time::Instant) -> tokio::time::Instant {
+        on_grid(self.grid_from, now + self.heartbeat, PING_GRID)
+    }
+}
+
+/// The first point of the grid of `step` from `from` at or after `at`.
+fn on_grid(from: tokio::time::Instant, at: tokio::time::Instant, step: Duration) -> tokio::time::Instant {
+    let step_ns = step.as_nanos().max(1);
+    let since = at.saturating_duration_since(from).as_nanos();
+    let steps = since.div_ceil(step_ns);
+    from + Duration::from_nanos(u64::try_from(steps * step_ns).unwrap_or(u64::MAX))
 }
 
 impl std::fmt::Debug for Session {
@@ -124,7 +146,7 @@ where
     let mut heard = true;
     let now = tokio::time::Instant::now();
     let live_at = now + RESUME_WINDOW;
-    let mut ping_at = now + session.shared.heartbeat;
+    let mut ping_at = session.shared.next_ping(now);
     let mut catch_up_at: Option<tokio::time::Instant> = None;
     // The soonest of the deadlines still ahead: the next heartbeat, the end of the resume
     // window (until the socket is live), a due catch-up.
@@ -215,7 +237,7 @@ where
                         break;
                     }
                     heard = false;
-                    ping_at = now + session.shared.heartbeat;
+                    ping_at = session.shared.next_ping(now);
                     or_end!(Box::pin(write(&mut *tx, Message::Ping(Vec::new().into()), &mailbox)).await);
                 }
                 timer.as_mut().reset(next_deadline(live, ping_at, catch_up_at));
@@ -500,6 +522,18 @@ mod tests {
         // Every socket holds one; at 513 B the allocator would give it 640 (docs/architecture.md).
         let size = std::mem::size_of::<Connection<axum::extract::ws::WebSocket>>();
         assert!(size <= 512, "Connection<WebSocket> is {size} B");
+    }
+
+    #[test]
+    fn heartbeats_fall_on_the_grid_at_or_after_their_time() {
+        let from = tokio::time::Instant::now();
+        let ms = |n: u64| from + Duration::from_millis(n);
+        let step = Duration::from_millis(250);
+        assert_eq!(on_grid(from, ms(0), step), ms(0));
+        assert_eq!(on_grid(from, ms(1), step), ms(250), "never before its time");
+        assert_eq!(on_grid(from, ms(250), step), ms(250));
+        assert_eq!(on_grid(from, ms(25_001), step), ms(25_250), "at most one step late");
+        assert_eq!(on_grid(ms(10), ms(5), step), ms(10), "a time before the grid's origin");
     }
 
     #[test]

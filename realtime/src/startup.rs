@@ -115,6 +115,7 @@ impl Application {
                 redis,
                 keys,
                 heartbeat: config.heartbeat,
+                grid_from: tokio::time::Instant::now(),
             }),
         };
         let api =

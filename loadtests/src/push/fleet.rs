@@ -125,6 +125,10 @@ pub async fn start_realtime(
             .env("AGORA_MONGO_URI", &s.mongo)
             .env("AGORA_REDIS_URL", &s.redis)
             .env("AGORA_LOG", "warn")
+            // One worker thread a process, like the Node servers beside them: the fleet is
+            // several processes per core here, and a second worker per process is woken for
+            // little work (2,807 -> 3,749 events per server CPU-s at 1,000 events/s).
+            .env("TOKIO_WORKER_THREADS", "1")
             .envs(s.realtime_env.iter().map(|(k, v)| (k, v)))
             .env("AGORA_REALTIME_ROUTE", if i < routers.max(1) { "true" } else { "false" })
             .stdout(log_file(s, &name)?)
