@@ -518,6 +518,8 @@ impl consumer::BatchHandler for Router {
             let now = Instant::now();
             let mut held: HashSet<(&str, i32)> = HashSet::new();
             let (mut ready, mut later) = (Vec::new(), Vec::new());
+            // The last reason an event waits, and whether a store failed (rather than only
+            // the read models being behind).
             let mut problem = None;
             let mut store_failed = false;
             for (&i, outcome) in pending.iter().zip(worked_out) {
@@ -541,7 +543,7 @@ impl consumer::BatchHandler for Router {
                         store_failed |= matches!(e, Unroutable::Failed(_));
                         held.insert(partition);
                         later.push(i);
-                        problem = Some((matches!(e, Unroutable::Failed(_)), e.to_string()));
+                        problem = Some(e.to_string());
                     }
                 }
             }
@@ -555,23 +557,24 @@ impl consumer::BatchHandler for Router {
             match self.deliver(&routed).await {
                 // A retry after a failed delivery repeats it; the watermarks keep it from
                 // pushing twice.
-                Err(e) => problem = Some((true, e)),
+                Err(e) => {
+                    store_failed = true;
+                    problem = Some(e);
+                }
                 Ok(()) => pending = later,
             }
             if pending.is_empty() {
                 break;
             }
-            let only_read_models_behind = !store_failed && matches!(problem, Some((false, _)));
-            match problem {
-                Some((true, e)) => tracing::warn!(error = %e, waiting = pending.len(), "routing failed; retrying"),
-                Some((false, e)) => {
-                    tracing::debug!(error = %e, waiting = pending.len(), "events wait for the read models")
-                }
-                None => {}
+            let error = problem.unwrap_or_default();
+            if store_failed {
+                tracing::warn!(%error, waiting = pending.len(), "routing failed; retrying");
+            } else {
+                tracing::debug!(%error, waiting = pending.len(), "events wait for the read models");
             }
             // Only read models behind: leave their partitions for later, from their first
             // event still waiting.
-            if only_read_models_behind && started.elapsed() >= PARK_AFTER {
+            if !store_failed && started.elapsed() >= PARK_AFTER {
                 return Handled::DoneExcept(left_for_later(pending.iter().map(|&i| (events[i].0, events[i].1))));
             }
             tokio::select! {

@@ -522,6 +522,15 @@ impl TestApp {
     }
 }
 
+/// `by` challenges `opponent`, playing `color`; the new game's id.
+pub async fn challenge(app: &TestApp, by: &User, opponent: &User, color: &str) -> String {
+    let body = serde_json::json!({"opponent_id": opponent.id, "color": color});
+    assert_accepted(&app.call(Method::POST, "/v1/games").token(&by.token).json(&body).send().await).body["game_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// `<name>_<8 hex>`: a handle no other test uses.
 pub fn unique_handle(name: &str) -> String {
     format!("{name}_{}", &uuid::Uuid::new_v4().simple().to_string()[..8])

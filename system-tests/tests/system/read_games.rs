@@ -1,7 +1,7 @@
 //! The games queries of the contract, end to end on the real stack: one game from its
 //! challenge to checkmate, and a player's games, latest first, by status, in pages.
 
-use crate::helpers::{TestApp, User, assert_accepted, assert_invalid, assert_problem, query_until};
+use crate::helpers::{TestApp, User, assert_accepted, assert_invalid, assert_problem, challenge, query_until};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -13,15 +13,6 @@ fn user_shape(u: &User) -> Value {
 
 fn game_ids(page: &Value) -> Vec<String> {
     page["items"].as_array().unwrap().iter().map(|i| i["game_id"].as_str().unwrap().to_owned()).collect()
-}
-
-/// `by` challenges `opponent`, playing `color`; the new game's id.
-async fn challenge(app: &TestApp, by: &User, opponent: &User, color: &str) -> String {
-    let body = json!({"opponent_id": opponent.id, "color": color});
-    assert_accepted(&app.call(Method::POST, "/v1/games").token(&by.token).json(&body).send().await).body["game_id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 async fn command(app: &TestApp, by: &User, path: &str, body: Option<Value>) {

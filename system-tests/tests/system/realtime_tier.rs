@@ -6,7 +6,9 @@
 //! each socket with 1012; and when a process is killed,
 //! its clients resume on another with nothing lost.
 
-use crate::helpers::{TestApp, User, Ws, assert_accepted, eventually, next_json, query_until, service_binary};
+use crate::helpers::{
+    TestApp, User, Ws, assert_accepted, challenge, eventually, next_json, query_until, service_binary,
+};
 use agora_testkit::ServiceProcess;
 use futures::{SinkExt, StreamExt};
 use reqwest::Method;
@@ -169,13 +171,7 @@ async fn spectators_and_players_on_either_process_see_every_move_of_a_game_once(
     let app = TestApp::spawn().await;
     let (p1, p2) = two_processes(&app, &[]).await;
     let (ann, bob, cy) = (app.user("ann").await, app.user("bob").await, app.user("cy").await);
-    let challenge = app
-        .call(Method::POST, "/v1/games")
-        .token(&ann.token)
-        .json(&json!({"opponent_id": bob.id, "color": "white"}))
-        .send()
-        .await;
-    let game = assert_accepted(&challenge).body["game_id"].as_str().unwrap().to_owned();
+    let game = challenge(&app, &ann, &bob, "white").await;
     let (mut ann_ws, _) = app.connect_ws_on(p1.port, &ann.token).await;
     let (mut bob_ws, _) = app.connect_ws_on(p2.port, &bob.token).await;
     let (mut cy_ws, _) = app.connect_ws_on(p1.port, &cy.token).await;
@@ -308,6 +304,11 @@ async fn messages(ws: &mut Ws, want: usize) -> Vec<(String, (u64, u64))> {
     got
 }
 
+/// The texts of [`messages`]' answer.
+fn texts(got: &[(String, (u64, u64))]) -> Vec<&str> {
+    got.iter().map(|m| m.0.as_str()).collect()
+}
+
 async fn message(app: &TestApp, from: &User, to: &User, text: &str) {
     assert_accepted(&app.post_json("/v1/messages", &from.token, &json!({"to": to.id, "text": text})).await);
 }
@@ -322,8 +323,8 @@ async fn when_a_process_is_killed_its_clients_resume_on_the_other_with_nothing_l
     message(&app, &ann, &bob, "before").await;
     message(&app, &ann, &cy, "before").await;
     let (bob_seen, cy_seen) = (messages(&mut bob_ws, 1).await, messages(&mut cy_ws, 1).await);
-    assert_eq!(bob_seen.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), ["before"]);
-    assert_eq!(cy_seen.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), ["before"]);
+    assert_eq!(texts(&bob_seen), ["before"]);
+    assert_eq!(texts(&cy_seen), ["before"]);
     let bob_pos = bob_seen[0].1;
 
     let (status, _) = tokio::task::spawn_blocking(move || {
@@ -353,15 +354,14 @@ async fn when_a_process_is_killed_its_clients_resume_on_the_other_with_nothing_l
     // The dead process's share of the router's partitions moves after Kafka's session timeout,
     // so the replay may be followed by frames routed late: both count, once each, in order.
     let got = messages(&mut bob_ws, missed.len()).await;
-    let texts: Vec<&str> = got.iter().map(|m| m.0.as_str()).collect();
-    assert_eq!(texts, missed, "exactly the missed messages, in order, none repeated");
+    assert_eq!(texts(&got), missed, "exactly the missed messages, in order, none repeated");
     assert!(got.windows(2).all(|w| w[0].1 < w[1].1), "positions grow");
     let cy_got = messages(&mut cy_ws, 1).await;
-    assert_eq!(cy_got.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), ["missed by cy"]);
+    assert_eq!(texts(&cy_got), ["missed by cy"]);
 
     message(&app, &ann, &bob, "live again").await;
     let live = messages(&mut bob_ws, 1).await;
-    assert_eq!(live.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), ["live again"]);
+    assert_eq!(texts(&live), ["live again"]);
     drop(p1);
     app.shutdown().await;
 }
@@ -372,7 +372,7 @@ async fn frames_published_while_a_process_lost_its_pubsub_connection_still_reach
     let (ann, bob) = (app.user("ann").await, app.user("bob").await);
     let (mut bob_ws, _) = app.connect_ws(&bob.token).await;
     message(&app, &ann, &bob, "before").await;
-    assert_eq!(messages(&mut bob_ws, 1).await.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), ["before"]);
+    assert_eq!(texts(&messages(&mut bob_ws, 1).await), ["before"]);
 
     // Every pub/sub connection on this Redis is dropped (other tests' hubs reconnect too);
     // messages routed before this hub is back are published to nobody.
@@ -380,12 +380,12 @@ async fn frames_published_while_a_process_lost_its_pubsub_connection_still_reach
     let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
     let killed: i64 = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub").query_async(&mut conn).await.unwrap();
     assert!(killed >= 1, "no pub/sub connection to drop");
-    let texts: Vec<String> = (0..10).map(|i| format!("during {i}")).collect();
-    for text in &texts {
+    let sent: Vec<String> = (0..10).map(|i| format!("during {i}")).collect();
+    for text in &sent {
         message(&app, &ann, &bob, text).await;
     }
-    let got = messages(&mut bob_ws, texts.len()).await;
-    assert_eq!(got.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), texts, "each once, in order, none lost");
+    let got = messages(&mut bob_ws, sent.len()).await;
+    assert_eq!(texts(&got), sent, "each once, in order, none lost");
     app.shutdown().await;
 }
 
@@ -488,13 +488,7 @@ async fn a_client_that_leaves_a_heartbeat_unanswered_is_dropped_and_offline_whil
 async fn events_waiting_for_the_read_models_hold_back_no_other_partition_and_go_out_when_they_catch_up() {
     let app = TestApp::spawn().await;
     let (ann, bob) = (app.user("ann").await, app.user("bob").await);
-    let challenge = app
-        .call(Method::POST, "/v1/games")
-        .token(&ann.token)
-        .json(&json!({"opponent_id": bob.id, "color": "white"}))
-        .send()
-        .await;
-    let game = assert_accepted(&challenge).body["game_id"].as_str().unwrap().to_owned();
+    let game = challenge(&app, &ann, &bob, "white").await;
     assert_accepted(&app.call(Method::POST, &format!("/v1/games/{game}/accept")).token(&bob.token).send().await);
     query_until(&app, &format!("/v1/games/{game}"), &bob.token, "the accepted game", |s, b| {
         s == 200 && b["status"] == "active"
@@ -514,12 +508,12 @@ async fn events_waiting_for_the_read_models_hold_back_no_other_partition_and_go_
     let (mut bob_ws, _) = app.connect_ws_on(lone.port, &bob.token).await;
     message(&app, &ann, &bob, "first").await;
     let got = messages(&mut bob_ws, 1).await;
-    assert_eq!(got.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), ["first"]);
+    assert_eq!(texts(&got), ["first"]);
     // Fetched after the game's events were found waiting: the old router held it behind them.
     let sent = Instant::now();
     message(&app, &ann, &bob, "second").await;
     let got = messages(&mut bob_ws, 1).await;
-    assert_eq!(got.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), ["second"]);
+    assert_eq!(texts(&got), ["second"]);
     assert!(sent.elapsed() < Duration::from_secs(15), "the second message took {:?}", sent.elapsed());
     assert_eq!(counter_total(&app, &lone, "agora_realtime_events_unpushed_total").await, 0.0, "nothing given up");
 
@@ -568,7 +562,7 @@ async fn a_process_that_only_holds_sockets_gets_its_users_frames_from_the_groups
         message(&app, &ann, &bob, text).await;
     }
     let got = messages(&mut bob_ws, sent.len()).await;
-    assert_eq!(got.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), sent, "each message once, in order");
+    assert_eq!(texts(&got), sent, "each message once, in order");
     // The app's own realtime process routed them; this one pushed them and routed nothing.
     assert!(counter_total(&app, &sockets_only, "agora_realtime_frames_pushed_total").await >= 3.0);
     assert_eq!(counter_total(&app, &sockets_only, "agora_realtime_frames_routed_total").await, 0.0);
